@@ -1,0 +1,31 @@
+"""`python -m resablate [overrides] [-m]`: train one composed network per job (see conf/config.yaml and README)."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from resablate import config  # noqa: F401  (registers the schema and resolvers before Hydra composes)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def main(cfg: DictConfig):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from resablate.train import train
+
+    try:
+        return train(cfg)
+    except config.ConfigError as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the failed job and goes on
+        print(f"resablate: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

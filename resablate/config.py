@@ -1,0 +1,257 @@
+"""Typed configuration: the Hydra schema behind `conf/`, run-folder naming, and the checks that run before any training.
+
+The schema (dataclasses in Hydra's ConfigStore) makes a typo'd key or a wrong type fail at composition. Values that are
+well-typed but wrong (`depth=35`, `recipe.lr=-1`, a data key the data set does not take) fail in `check_config`, with a
+`ConfigError` naming the value and the valid choices, before a Trainer exists.
+
+Run folders are named after the job's overrides, so the same command finds the same folder: that is how `resume=auto`
+continues a killed job and how re-running a sweep completes only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names it and what is valid."""
+
+
+class Family(Enum):
+    auto = "auto"
+    cifar = "cifar"
+    imagenet = "imagenet"
+
+
+class Resume(Enum):
+    auto = "auto"
+    never = "never"
+
+
+class Schedule(Enum):
+    step = "step"
+    cosine = "cosine"
+    linear = "linear"
+
+
+class Optimizer(Enum):
+    sgd = "sgd"
+
+
+class Warmup(Enum):
+    auto = "auto"  # on for depth >= 110 (R1 4.2)
+    on = "on"
+    off = "off"
+
+
+class WandbMode(Enum):
+    auto = "auto"
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+@dataclass
+class RecipeConfig:
+    name: str = MISSING
+    optimizer: Optimizer = Optimizer.sgd
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    max_steps: int = 64000
+    schedule: Schedule = Schedule.step
+    milestones: list[int] = field(default_factory=lambda: [32000, 48000])
+    gamma: float = 0.1
+    warmup: Warmup = Warmup.auto
+    warmup_lr: float = 0.01
+    warmup_steps: int = 400
+    warmup_until_error: float = 80.0
+    eval_every: int = 2000
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_steps: int | None = None
+    deterministic: bool = False
+    log_every_n_steps: int = 50
+    checkpoint_every_n_steps: int = 500
+    progress_bar: str = "auto"
+
+
+@dataclass
+class WandbConfig:
+    mode: WandbMode = WandbMode.auto
+    project: str = "resablate"
+    entity: str | None = None
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class BlockConfig:
+    name: str = MISSING
+    stride_on: str = "1x1"
+
+
+@dataclass
+class ModelConfig:
+    stage_depths: list[int] | None = None
+    widths: list[int] | None = None
+    width_multiplier: float = 1.0
+    zero_init_last: bool = False
+
+
+@dataclass
+class ResablateConfig:
+    depth: int | None = 20
+    family: Family = Family.auto
+    seed: int = 0
+    resume: Resume = Resume.auto
+    objective: Any = "auto"
+    compile: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    block: BlockConfig = field(default_factory=BlockConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    shortcut: Any = MISSING  # keys vary with the kind; checked against the shortcut's constructor
+    data: Any = MISSING  # keys vary with the data set; checked against the data module's constructor
+
+
+# ---------------------------------------------------------------------------------------------------------- run names
+NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
+NOT_IN_SWEEP_NAME = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs")
+MAX_NAME = 120
+
+
+def name_from_overrides(overrides: list[str] | ListConfig) -> str:
+    """A folder name from overrides: sorted, joined by ',', '/' made safe; long names end in a hash of the whole."""
+    items = sorted(str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME)
+    if not items:
+        return "default"
+    name = re.sub(r"[/\\\s]+", "_", ",".join(items)).replace("'", "").replace('"', "")
+    if len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
+
+
+def _hydra_overrides() -> tuple[list[str], list[str]]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():  # composed outside an app (tests, notebooks)
+        return [], []
+    hydra = HydraConfig.get()
+    return list(hydra.overrides.task), list(hydra.overrides.hydra)
+
+
+def _run_name() -> str:
+    return name_from_overrides(_hydra_overrides()[0])
+
+
+def _sweep_name() -> str:
+    task, hydra = _hydra_overrides()
+    sweeper = [
+        o
+        for o in hydra
+        if (o.startswith("hydra.sweeper") or o.startswith("hydra/sweeper")) and o.split("=", 1)[0] not in NOT_IN_SWEEP_NAME
+    ]
+    return name_from_overrides([*task, *sweeper])
+
+
+def register() -> None:
+    """Put the schema in Hydra's ConfigStore and the run-name resolvers in OmegaConf; safe to call twice.
+
+    The resolvers read the overrides of the config Hydra is running (for a sweep folder: the sweeper's, with the sweep
+    lists) and cache their answer; Hydra copies that cache into each job's config, so all jobs of a sweep share one folder.
+    """
+    ConfigStore.instance().store(name="resablate_schema", node=ResablateConfig)
+    for name, fn in (("resablate_run_name", _run_name), ("resablate_sweep_name", _sweep_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=True)
+
+
+register()
+
+
+# ------------------------------------------------------------------------------------------------------------ checks
+def enum_name(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def check_positive(where: str, value: float | int | None, allow_zero: bool = False, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{where}={value} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def check_options(where: str, options: dict, target: Any, skip: tuple[str, ...] = ()) -> None:
+    """Every key of `options` must be a constructor argument of `target`."""
+    accepted = [p for p in inspect.signature(target).parameters if p not in ("self", *skip)]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{where} has no key {', '.join(map(repr, unknown))}; valid keys: {', '.join(accepted)}")
+
+
+def check_recipe(recipe: DictConfig, max_steps: int | None) -> None:
+    check_positive("recipe.lr", recipe.lr)
+    check_positive("recipe.batch_size", recipe.batch_size)
+    check_positive("recipe.max_steps", recipe.max_steps)
+    check_positive("recipe.weight_decay", recipe.weight_decay, allow_zero=True)
+    check_positive("recipe.eval_every", recipe.eval_every)
+    check_positive("recipe.gamma", recipe.gamma)
+    check_positive("trainer.max_steps", max_steps, allow_none=True)
+    if not 0 <= recipe.momentum < 1:
+        raise ConfigError(f"recipe.momentum={recipe.momentum} must be in [0, 1)")
+    milestones = list(recipe.milestones)
+    if milestones != sorted(milestones) or any(m <= 0 or m >= recipe.max_steps for m in milestones):
+        raise ConfigError(
+            f"recipe.milestones={milestones} must increase and lie inside (0, recipe.max_steps={recipe.max_steps})"
+        )
+    if enum_name(recipe.warmup) != "off":
+        check_positive("recipe.warmup_lr", recipe.warmup_lr)
+        check_positive("recipe.warmup_steps", recipe.warmup_steps, allow_zero=True)
+
+
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+PROGRESS_BARS = ("auto", "rich", "none")
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    check_positive("trainer.devices", trainer.devices)
+    check_positive("trainer.num_nodes", trainer.num_nodes)
+    check_positive("trainer.log_every_n_steps", trainer.log_every_n_steps)
+    check_positive("trainer.checkpoint_every_n_steps", trainer.checkpoint_every_n_steps)
+    if str(trainer.precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={trainer.precision!r} is not valid; valid: {', '.join(PRECISIONS)}")
+    if trainer.progress_bar not in PROGRESS_BARS:
+        raise ConfigError(f"trainer.progress_bar={trainer.progress_bar!r} is not valid; valid: {', '.join(PROGRESS_BARS)}")
+
+
+def effective_max_steps(cfg: DictConfig) -> int:
+    return int(cfg.trainer.max_steps or cfg.recipe.max_steps)
+
+
+def to_container(node: Any) -> Any:
+    """Plain Python values with enums as their names, for constructors, JSON and W&B."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        node = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node

@@ -1,0 +1,162 @@
+"""The Lightning module: R1's training objective and schedules, with the paper's metrics.
+
+- Cross-entropy; top-1 error in % (`train/err`, `val/err`, `test/err`) and top-5 for 100+ classes (`*/err5`).
+- The learning rate is a pure function of the iteration (R1 4.2: /10 at 32k and 48k of 64k; `cosine`, `linear` for short
+  recipes). When `trainer.max_steps` shortens a recipe, its milestones shrink in proportion.
+- Warm-up (R1 4.2, ResNet-110): LR `warmup_lr` until the training error is below `warmup_until_error` %, for at most
+  `warmup_steps` iterations.
+- Training loss and error are summed on the device and read back once per `log_every` steps (no per-step sync); the same
+  read-back checks for a non-finite loss, which stops the run as diverged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def lr_at(step: int, recipe: dict, total_steps: int) -> float:
+    """Scheduled learning rate at iteration `step` (warm-up aside)."""
+    base, schedule = recipe["lr"], recipe["schedule"]
+    if schedule == "step":
+        scale = total_steps / recipe["max_steps"]
+        passed = sum(step >= m * scale for m in recipe["milestones"])
+        return base * recipe["gamma"] ** passed
+    progress = min(step / total_steps, 1.0)
+    if schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * progress))
+    return base * (1 - progress)
+
+
+class ResNetModule(pl.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        recipe: dict,
+        total_steps: int,
+        warmup: bool,
+        log_every: int = 50,
+        eval_names: tuple[str, ...] = ("test",),
+        top5: bool = False,
+    ):
+        super().__init__()
+        self.net = net
+        self.recipe = recipe
+        self.total_steps = total_steps
+        self.warmup = warmup
+        self.log_every = log_every
+        self.eval_names = eval_names
+        self.top5 = top5
+        self.warmup_done = not warmup
+        self.diverged_at: int | None = None
+        self.last_train: dict[str, float] = {}
+        self._window = torch.zeros(3)  # loss sum, wrong count, samples over the current logging window
+        self._eval: dict[int, torch.Tensor] = {}
+        self._window_start = time.perf_counter()
+        self._window_steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # ------------------------------------------------------------------------------------------------------ schedule
+    def current_lr(self) -> float:
+        if not self.warmup_done:
+            return self.recipe["warmup_lr"]
+        return lr_at(self.global_step, self.recipe, self.total_steps)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if not self.warmup_done and self.global_step >= self.recipe["warmup_steps"]:
+            self.warmup_done = True
+        lr = self.current_lr()
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = lr
+
+    def configure_optimizers(self):
+        r = self.recipe
+        return torch.optim.SGD(
+            self.net.parameters(), lr=r["lr"], momentum=r["momentum"], weight_decay=r["weight_decay"], nesterov=r["nesterov"]
+        )
+
+    # ------------------------------------------------------------------------------------------------------ training
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        if self._window.device != loss.device:
+            self._window = self._window.to(loss.device)
+        wrong = (logits.detach().argmax(1) != y).sum()
+        self._window += torch.stack([loss.detach() * y.numel(), wrong.to(loss.dtype), loss.new_tensor(y.numel())])
+        self._window_steps += 1
+        step = self.global_step + 1
+        early_warmup_check = not self.warmup_done and step % 10 == 0
+        if step % self.log_every == 0 or step == self.total_steps or early_warmup_check:
+            self._flush_window(step, x.shape[0])
+        return loss
+
+    def _flush_window(self, step: int, batch_size: int) -> None:
+        total = self.trainer.strategy.reduce(self._window.clone(), reduce_op="sum") if self.trainer.world_size > 1 else self._window
+        loss_sum, wrong, n = total.tolist()  # the one read-back of the window
+        if not math.isfinite(loss_sum):
+            self.diverged_at = step
+            self.trainer.should_stop = True
+            return
+        err = 100.0 * wrong / max(n, 1)
+        if not self.warmup_done and err < self.recipe["warmup_until_error"]:
+            self.warmup_done = True
+        if step % self.log_every and step != self.total_steps:
+            return  # a warm-up check only: keep accumulating the window
+        elapsed = time.perf_counter() - self._window_start
+        ips = self._window_steps * batch_size * self.trainer.world_size / max(elapsed, 1e-9)
+        self.last_train = {"train/loss": loss_sum / max(n, 1), "train/err": err}
+        if step % self.log_every == 0:  # Lightning writes to the loggers on these steps only (same log_every_n_steps)
+            self.log_dict({**self.last_train, "lr": self.current_lr(), "train/ips": ips}, prog_bar=True, on_step=True)
+        self._window.zero_()
+        self._window_start, self._window_steps = time.perf_counter(), 0
+
+    # ---------------------------------------------------------------------------------------------------- evaluation
+    def _eval_step(self, batch, dataloader_idx: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        counts = [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().to(logits.dtype)]
+        if self.top5:
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            counts.append((~(top5 == y[:, None]).any(1)).sum().to(logits.dtype))
+        counts.append(logits.new_tensor(y.numel()))
+        sums = torch.stack([c.float() for c in counts])
+        self._eval[dataloader_idx] = self._eval.get(dataloader_idx, 0) + sums
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._eval_step(batch, dataloader_idx)
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._eval_step(batch, dataloader_idx)
+
+    def _log_eval(self, names: tuple[str, ...]) -> None:
+        for idx, sums in sorted(self._eval.items()):
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum") if self.trainer.world_size > 1 else sums
+            values = sums.tolist()
+            n = max(values[-1], 1)
+            name = names[idx]
+            metrics = {f"{name}/loss": values[0] / n, f"{name}/err": 100.0 * values[1] / n}
+            if self.top5:
+                metrics[f"{name}/err5"] = 100.0 * values[2] / n
+            self.log_dict(metrics, prog_bar=name != "test", add_dataloader_idx=False, rank_zero_only=True)
+        self._eval = {}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval(self.eval_names)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval(("test",))
+
+    # ---------------------------------------------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["resablate"] = {"warmup_done": self.warmup_done}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.warmup_done = checkpoint.get("resablate", {}).get("warmup_done", self.warmup_done)

@@ -1,0 +1,357 @@
+"""`train(cfg)`: one job, from a composed config to a finished run folder. The Hydra app in `__main__` is a thin shell.
+
+Order matters: everything that can be wrong with the config or the data is checked (`prepare`) before a Trainer exists,
+so a bad value costs seconds, not a run. Then the run folder is locked, resumed from its last checkpoint when `resume=auto`,
+trained, tested, and closed with `summary.json` whatever happens (`completed`, `diverged`, `pruned`, `failed`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from resablate.config import (
+    ConfigError,
+    check_options,
+    check_recipe,
+    check_trainer,
+    effective_max_steps,
+    enum_name,
+    to_container,
+)
+from resablate.models import SHORTCUTS, ResNet, build_network, count_macs, count_params
+from resablate.module import ResNetModule
+from resablate.tracking import wandb_logger
+from resablate.records import AtomicCheckpointIO, MetricsLogger, RunFolder
+
+OBJECTIVE_KEYS = ("val_error", "test_error", "train_error", "macs", "params", "wall_seconds")
+
+
+class TrialPruned(Exception):
+    """Raised by a job that its Optuna trial pruned; the sweeper turns it into a PRUNED trial."""
+
+
+@dataclass
+class Job:
+    """What `prepare` builds from a config: checked, ready to train."""
+
+    cfg: DictConfig
+    run: RunFolder
+    net: ResNet
+    datamodule: pl.LightningDataModule
+    recipe: dict
+    total_steps: int
+    warmup: bool
+    overrides: list[str]
+    group: str | None
+
+
+def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+        return Path(hc.runtime.output_dir), list(hc.overrides.task), group
+    return Path(cfg.get("run_dir") or "outputs/notebook"), [], None
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    options = to_container(cfg.data)
+    target = options.pop("_target_", None)
+    if target is None:
+        raise ConfigError("data has no _target_; choose a data set with data=<name> (see conf/data/)")
+    cls = hydra.utils.get_class(target)
+    check_options(f"data={getattr(cls, 'name', target)}", options, cls)
+    if options.get("root") is not None:
+        options["root"] = str(Path(hydra.utils.to_absolute_path(str(options["root"]))))
+    try:
+        return cls(**options)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"data: {err}") from None
+
+
+def build_net(cfg: DictConfig, datamodule: pl.LightningDataModule) -> ResNet:
+    shortcut = to_container(cfg.shortcut)
+    name = shortcut.pop("name")
+    try:
+        check_options(f"shortcut={name}", shortcut, SHORTCUTS[name], skip=("in_channels", "out_channels", "stride"))
+        block = to_container(cfg.block)
+        model = to_container(cfg.model)
+        return build_network(
+            depth=cfg.depth if model["stage_depths"] is None else None,
+            block=block["name"],
+            shortcut=name,
+            family=enum_name(cfg.family),
+            num_classes=datamodule.num_classes,
+            in_channels=datamodule.in_channels,
+            image_size=datamodule.image_size,
+            stage_depths=model["stage_depths"],
+            widths=model["widths"],
+            width_multiplier=model["width_multiplier"],
+            stride_on=block["stride_on"],
+            zero_init_last=model["zero_init_last"],
+            shortcut_options=shortcut,
+        )
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def prepare(cfg: DictConfig) -> Job:
+    """Check everything that can be checked without training; raise ConfigError naming the bad value."""
+    run_dir, overrides, group = _hydra_context(cfg)
+    check_trainer(cfg.trainer)
+    check_recipe(cfg.recipe, cfg.trainer.max_steps)
+    objective = to_container(cfg.objective)
+    for key in [objective] if isinstance(objective, str) else objective:
+        if key != "auto" and key not in OBJECTIVE_KEYS:
+            raise ConfigError(f"objective {key!r} is not valid; valid: auto, {', '.join(OBJECTIVE_KEYS)}")
+    datamodule = build_datamodule(cfg)
+    net = build_net(cfg, datamodule)
+    try:
+        datamodule.check()
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"run folder {run_dir} is not writable ({err.strerror}); set hydra.run.dir / hydra.sweep.dir") from None
+    recipe = to_container(cfg.recipe)
+    warmup = {"on": True, "off": False, "auto": net.arch.depth >= 110}[recipe["warmup"]]
+    return Job(cfg, RunFolder(run_dir), net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group)
+
+
+def objective_value(cfg: DictConfig, summary: dict) -> float | list[float]:
+    """What the job returns to a sweeper: NaN for a run that did not complete (the sweeper records a failure)."""
+    objective = to_container(cfg.objective)
+    keys = [objective] if isinstance(objective, str) else list(objective)
+    keys = ["val_error" if summary.get("val_error") is not None else "test_error" if k == "auto" else k for k in keys]
+    if summary["status"] != "completed":
+        values = [float("nan")] * len(keys)
+    else:
+        values = [float(summary[k]) if summary.get(k) is not None else float("nan") for k in keys]
+    return values[0] if len(values) == 1 else values
+
+
+# --------------------------------------------------------------------------------------------------------- callbacks
+class Stopwatch(pl.Callback):
+    """Training wall time without evaluation, for images/s; counts only this session's steps (resumes included)."""
+
+    def __init__(self):
+        self.start = None
+        self.eval_seconds = 0.0
+        self.first_step = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.start, self.first_step = time.perf_counter(), trainer.global_step
+
+    def on_validation_start(self, trainer, pl_module):
+        self._eval_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        self.eval_seconds += time.perf_counter() - self._eval_start
+
+    def images_per_second(self, trainer, global_batch: int) -> float | None:
+        if self.start is None or trainer.global_step == self.first_step:
+            return None
+        seconds = time.perf_counter() - self.start - self.eval_seconds
+        return (trainer.global_step - self.first_step) * global_batch / max(seconds, 1e-9)
+
+
+class TrialReporter(pl.Callback):
+    """Reports each evaluation's error to the Optuna trial this job runs for, and stops the job when the trial prunes."""
+
+    def __init__(self, trial, key: str):
+        self.trial, self.key, self.pruned_at = trial, key, None
+
+    def on_validation_end(self, trainer, pl_module):
+        value = trainer.callback_metrics.get(self.key)
+        if value is None or trainer.sanity_checking:
+            return
+        self.trial.report(float(value), step=trainer.global_step)
+        if self.trial.should_prune():
+            self.pruned_at = trainer.global_step
+            trainer.should_stop = True
+
+
+def _current_trial():
+    try:
+        from hydra_plugins.resablate_optuna_sweeper.trial import current_trial
+    except ImportError:
+        return None
+    return current_trial()
+
+
+def _progress_bar(mode: str) -> list[pl.Callback]:
+    if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        return [RichProgressBar()]
+    return []
+
+
+# -------------------------------------------------------------------------------------------------------------- train
+def train(cfg: DictConfig) -> float | list[float]:
+    job = prepare(cfg)
+    run = job.run
+    previous = run.summary()
+    if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in ("completed", "diverged", "pruned"):
+        print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
+        if previous["status"] == "pruned":
+            raise TrialPruned(f"pruned at step {previous.get('pruned_at')}")
+        return objective_value(cfg, previous)
+    with run.lock():
+        return _fit(job, previous)
+
+
+def _fit(job: Job, previous: dict | None) -> float | list[float]:
+    cfg, run, dm = job.cfg, job.run, job.datamodule
+    resume = run.last_checkpoint() if enum_name(cfg.resume) == "auto" else None
+    if resume is None:  # a fresh start leaves nothing of an earlier attempt behind
+        for stale in ("metrics.csv", "summary.json"):
+            (run.path / stale).unlink(missing_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
+    net = torch.compile(job.net) if cfg.compile else job.net
+    module = ResNetModule(
+        net,
+        job.recipe,
+        job.total_steps,
+        job.warmup,
+        log_every=cfg.trainer.log_every_n_steps,
+        eval_names=("val", "test") if dm.val_size else ("test",),
+        top5=dm.num_classes >= 100,
+    )
+    metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
+    loggers: list = [metrics]
+    wandb = wandb_logger(job.cfg, job.net, job.datamodule, job.overrides, job.group, run, resumed=resume is not None)
+    if wandb is not None:
+        loggers.append(wandb)
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    stopwatch = Stopwatch()
+    callbacks: list[pl.Callback] = [
+        stopwatch,
+        ModelCheckpoint(dirpath=run.checkpoints, filename="last", every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+                        save_top_k=0, save_last=True, enable_version_counter=False),
+        *_progress_bar(cfg.trainer.progress_bar),
+    ]
+    if dm.val_size:
+        callbacks.append(ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/err", mode="min",
+                                         save_top_k=1, enable_version_counter=False))
+    trial = _current_trial()
+    reporter = TrialReporter(trial, "val/err" if dm.val_size else "test/err") if trial is not None else None
+    if reporter is not None:
+        callbacks.append(reporter)
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy,
+        precision=cfg.trainer.precision,
+        max_steps=job.total_steps,
+        max_epochs=-1,
+        val_check_interval=min(job.recipe["eval_every"], job.total_steps),
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        deterministic=cfg.trainer.deterministic,
+        logger=loggers,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=any(type(c).__name__ == "RichProgressBar" for c in callbacks),
+        enable_model_summary=False,
+        default_root_dir=run.path,
+    )
+    metrics.trainer = trainer
+    summary = _base_summary(job, trainer)
+    summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
+    start = time.perf_counter()
+    status = "failed"
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume[0]) if resume else None)
+        if module.diverged_at is not None:
+            status, summary["diverged_at"] = "diverged", module.diverged_at
+        elif reporter is not None and reporter.pruned_at is not None:
+            status, summary["pruned_at"] = "pruned", reporter.pruned_at
+        else:
+            trainer.test(module, datamodule=dm, verbose=False)
+            status = "completed"
+    except BaseException as err:
+        summary["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        _finish(job, trainer, module, stopwatch, summary, status, time.perf_counter() - start, previous, wandb)
+    if status == "pruned":
+        raise TrialPruned(f"pruned at step {summary['pruned_at']}")
+    return objective_value(cfg, summary)
+
+
+def _base_summary(job: Job, trainer: pl.Trainer) -> dict[str, Any]:
+    cfg, net, dm = job.cfg, job.net, job.datamodule
+    return {
+        **net.describe(),
+        "dataset": dm.name,
+        "recipe": job.recipe["name"],
+        "seed": cfg.seed,
+        "params": count_params(net),
+        "macs": count_macs(net, (1, dm.in_channels, dm.image_size, dm.image_size)),
+        "overrides": " ".join(job.overrides),
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "global_batch": job.recipe["batch_size"],
+        "precision": str(cfg.trainer.precision),
+        "max_steps": job.total_steps,
+    }
+
+
+def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous, wandb) -> None:
+    """summary.json, the final console line and wandb.finish(), whatever ended the run. Rank 0 writes."""
+    if trainer.global_rank == 0:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        summary.update(
+            status=status,
+            steps=trainer.global_step,
+            train_error=module.last_train.get("train/err"),
+            train_loss=module.last_train.get("train/loss"),
+            val_error=metrics.get("val/err"),
+            test_error=metrics.get("test/err") if status == "completed" else None,
+            wall_seconds=round(seconds + ((previous or {}).get("wall_seconds") or 0.0), 2),
+            images_per_second=stopwatch.images_per_second(trainer, job.recipe["batch_size"]),
+        )
+        if job.datamodule.num_classes >= 100:
+            summary.update(val_error5=metrics.get("val/err5"), test_error5=metrics.get("test/err5"))
+        for logger in trainer.loggers:
+            logger.save()
+        job.run.write_summary(summary)
+        _print_result(job, summary)
+    if wandb is not None:
+        import wandb as wandb_lib
+
+        if trainer.global_rank == 0 and wandb_lib.run is not None:
+            wandb_lib.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None})
+        wandb_lib.finish(exit_code=0 if status == "completed" else 1)
+
+
+def _print_result(job: Job, s: dict) -> None:
+    what = " ".join(job.overrides) or "defaults"
+    errors = ", ".join(f"{k} {s[f'{k}_error']:.2f}%" for k in ("test", "val", "train") if s.get(f"{k}_error") is not None)
+    ips = f"{s['images_per_second']:.0f} img/s" if s.get("images_per_second") else "- img/s"
+    extra = {"diverged": f" at step {s.get('diverged_at')}", "pruned": f" at step {s.get('pruned_at')}"}.get(s["status"], "")
+    print(f"[resablate] {what}: {s['status']}{extra}, {errors or 'no errors measured'}; {s['steps']} steps, {ips}, "
+          f"{s['wall_seconds']:.0f}s -> {job.run.path}", flush=True)
+

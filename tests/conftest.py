@@ -1,0 +1,43 @@
+"""Shared test fixtures: composing the app's config in-process, and running `python -m resablate` as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def compose():
+    """compose(overrides) -> the app's config, as `python -m resablate <overrides>` would see it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import resablate.config  # noqa: F401
+
+    def _compose(overrides=(), config_name="config"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides))
+
+    return _compose
+
+
+def run_app(args, cwd, timeout=600, env=None, check=True):
+    """`python -m resablate ARGS` in `cwd`, W&B offline-or-disabled as on a machine with no key."""
+    full_env = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
+    full_env.pop("WANDB_API_KEY", None)
+    proc = subprocess.run([sys.executable, "-m", "resablate", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian package dataset-fashion-mnist not installed")
