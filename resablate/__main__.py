@@ -1,5 +1,6 @@
 """`python -m resablate [overrides] [-m]`: train one composed network per job (see conf/config.yaml and README)."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,8 +24,15 @@ def main(cfg: DictConfig):
     except config.ConfigError as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records the failed job and goes on
+        _remove_if_only_hydra_files(Path(HydraConfig.get().runtime.output_dir))
         print(f"resablate: error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def _remove_if_only_hydra_files(run_dir: Path) -> None:
+    """A job refused before training leaves no run folder behind (Hydra made one before calling us)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "resablate.log"}:
+        shutil.rmtree(run_dir)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ class ResablateConfig:
     resume: Resume = Resume.auto
     objective: Any = "auto"
     compile: bool = False
+    channels_last: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     block: BlockConfig = field(default_factory=BlockConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)

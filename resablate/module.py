@@ -43,9 +43,11 @@ class ResNetModule(pl.LightningModule):
         log_every: int = 50,
         eval_names: tuple[str, ...] = ("test",),
         top5: bool = False,
+        channels_last: bool = False,
     ):
         super().__init__()
-        self.net = net
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.to(memory_format=self.memory_format)
         self.recipe = recipe
         self.total_steps = total_steps
         self.warmup = warmup
@@ -85,6 +87,7 @@ class ResNetModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------------------ training
     def training_step(self, batch, batch_idx):
         x, y = batch
+        x = x.contiguous(memory_format=self.memory_format)
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         if self._window.device != loss.device:
@@ -121,6 +124,7 @@ class ResNetModule(pl.LightningModule):
     # ---------------------------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch, dataloader_idx: int) -> None:
         x, y = batch
+        x = x.contiguous(memory_format=self.memory_format)
         logits = self.net(x)
         counts = [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().to(logits.dtype)]
         if self.top5:

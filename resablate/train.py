@@ -7,8 +7,10 @@ trained, tested, and closed with `summary.json` whatever happens (`completed`, `
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from resablate.config import (
     enum_name,
     to_container,
 )
+from resablate.distributed import cluster_plugins, end_job, install_rank_relaunch, is_main_process
 from resablate.models import SHORTCUTS, ResNet, build_network, count_macs, count_params
 from resablate.module import ResNetModule
 from resablate.tracking import wandb_logger
@@ -52,6 +55,7 @@ class Job:
     warmup: bool
     overrides: list[str]
     group: str | None
+    plugins: list
 
 
 def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
@@ -130,9 +134,11 @@ def prepare(cfg: DictConfig) -> Job:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"run folder {run_dir} is not writable ({err.strerror}); set hydra.run.dir / hydra.sweep.dir") from None
+    plugins = cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes, str(cfg.trainer.strategy))
+    install_rank_relaunch(str(cfg.trainer.strategy))
     recipe = to_container(cfg.recipe)
     warmup = {"on": True, "off": False, "auto": net.arch.depth >= 110}[recipe["warmup"]]
-    return Job(cfg, RunFolder(run_dir), net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group)
+    return Job(cfg, RunFolder(run_dir), net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins)
 
 
 def objective_value(cfg: DictConfig, summary: dict) -> float | list[float]:
@@ -214,14 +220,16 @@ def train(cfg: DictConfig) -> float | list[float]:
         if previous["status"] == "pruned":
             raise TrialPruned(f"pruned at step {previous.get('pruned_at')}")
         return objective_value(cfg, previous)
-    with run.lock():
+    with run.lock() if is_main_process() else nullcontext():  # ranks > 0 share the folder of their job's rank 0
         return _fit(job, previous)
 
 
 def _fit(job: Job, previous: dict | None) -> float | list[float]:
     cfg, run, dm = job.cfg, job.run, job.datamodule
+    main = is_main_process()
+    launched_ranks = main and "LOCAL_RANK" not in os.environ and not job.plugins  # Lightning will start ranks 1..N-1
     resume = run.last_checkpoint() if enum_name(cfg.resume) == "auto" else None
-    if resume is None:  # a fresh start leaves nothing of an earlier attempt behind
+    if resume is None and main:  # a fresh start leaves nothing of an earlier attempt behind
         for stale in ("metrics.csv", "summary.json"):
             (run.path / stale).unlink(missing_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -235,10 +243,11 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         log_every=cfg.trainer.log_every_n_steps,
         eval_names=("val", "test") if dm.val_size else ("test",),
         top5=dm.num_classes >= 100,
+        channels_last=cfg.channels_last,
     )
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
     loggers: list = [metrics]
-    wandb = wandb_logger(job.cfg, job.net, job.datamodule, job.overrides, job.group, run, resumed=resume is not None)
+    wandb = wandb_logger(job.cfg, job.net, job.datamodule, job.overrides, job.group, run, resumed=resume is not None) if main else None
     if wandb is not None:
         loggers.append(wandb)
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -272,7 +281,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         deterministic=cfg.trainer.deterministic,
         logger=loggers,
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *job.plugins],
         enable_progress_bar=any(type(c).__name__ == "RichProgressBar" for c in callbacks),
         enable_model_summary=False,
         default_root_dir=run.path,
@@ -296,6 +305,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         raise
     finally:
         _finish(job, trainer, module, stopwatch, summary, status, time.perf_counter() - start, previous, wandb)
+        end_job(trainer, launched_ranks)
     if status == "pruned":
         raise TrialPruned(f"pruned at step {summary['pruned_at']}")
     return objective_value(cfg, summary)

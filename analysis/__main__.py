@@ -1,0 +1,55 @@
+"""`python -m analysis NAME [--runs PATH ...] [--out DIR] [--wandb ENTITY/PROJECT]`: one artifact, or the whole report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis import runs as run_records
+from analysis.fig7 import DEFAULT_MAX_IMAGES
+from analysis.report import ITEMS, report
+
+ARTIFACTS = {**ITEMS, "report": report}
+NEEDS_NO_RUNS = ("table1",)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    parser.add_argument("name", choices=sorted(ARTIFACTS), metavar="NAME", help=f"one of: {', '.join(ARTIFACTS)}")
+    parser.add_argument("--runs", nargs="+", metavar="PATH",
+                        help="run folders, sweep folders or globs (default: multirun/ and outputs/)")
+    parser.add_argument("--out", type=Path, default=Path("analysis/out"), help="output folder (default: analysis/out/)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of run folders")
+    parser.add_argument("--wandb-filters", metavar="JSON", help='W&B run filters, e.g. \'{"group": "table6"}\'')
+    parser.add_argument("--dataset", help="the data set a figure draws (default: the paper's, else the most common)")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="test images per run for fig7")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        if args.name in NEEDS_NO_RUNS:
+            runs = None
+        elif args.wandb:
+            from analysis.wandb_runs import load as load_wandb
+
+            runs = load_wandb(args.wandb, args.wandb_filters)
+        else:
+            runs = run_records.load(args.runs)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"analysis: error: {err}", file=sys.stderr)
+        return 2
+    if runs is not None:
+        print(f"Runs from {runs.source}: {len(runs.frame)} run folders ({run_records.status_counts(runs.frame)})")
+        for note in runs.notes:
+            print(note)
+        print()
+    artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, max_images=args.max_images)
+    artifact.print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The runs an artifact is made from: run folders read through `resablate.records` (the only reader of their files), or
+W&B runs (`analysis.wandb_runs`), as one DataFrame with one row per run and the columns of summary.json.
+
+A run folder with no summary.json (killed, or refused before training) has status 'missing'; its architecture is read
+from its composed config (`.hydra/config.yaml`) where that is possible, so that it is counted in the right table row
+instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from resablate.records import CONFIG, load_metrics, load_runs
+
+DEFAULT_RUNS = ("multirun", "outputs")
+# summary.json keys every frame has, so that selections work on an empty or partial frame.
+COLUMNS = (
+    "run_dir", "status", "depth", "family", "block", "shortcut", "stage_depths", "widths", "dataset", "recipe", "seed",
+    "params", "macs", "overrides", "global_batch", "precision", "max_steps", "steps", "train_error", "train_loss",
+    "val_error", "test_error", "val_error5", "test_error5", "wall_seconds", "images_per_second", "error",
+)
+PLAIN = "none"
+# Shortcut names and the letters R1 gives them (section 3.3).
+OPTION_LETTER = {"zero_pad": "A", "projection": "B", "projection_all": "C"}
+
+
+@dataclass
+class Runs:
+    """One row per run (`frame`) and how to read a run's metrics over steps."""
+
+    frame: pd.DataFrame
+    source: str
+    notes: list[str] = field(default_factory=list)
+    metrics_reader: Callable[[str], pd.DataFrame] = load_metrics
+
+    def metrics(self, run_dir: str) -> pd.DataFrame:
+        return self.metrics_reader(run_dir)
+
+    @property
+    def completed(self) -> pd.DataFrame:
+        return self.frame[self.frame.status == "completed"]
+
+
+def expand(paths: Sequence[str]) -> list[str]:
+    """Globs expanded here (absolute ones included); a path that matches nothing is an error naming it."""
+    out = []
+    for p in paths:
+        if any(c in p for c in "*?["):
+            matches = sorted(glob.glob(p))
+            if not matches:
+                raise FileNotFoundError(f"--runs {p}: the pattern matches nothing")
+            out.extend(matches)
+        elif not Path(p).exists():
+            raise FileNotFoundError(f"--runs {p}: no such file or folder")
+        else:
+            out.append(p)
+    return out
+
+
+def load(paths: Sequence[str] | None = None) -> Runs:
+    """Run folders at or under `paths` (run folders, sweep folders, globs); default: multirun/ and outputs/ if present."""
+    notes = []
+    if paths:
+        found = expand(paths)
+        source = ", ".join(paths)
+    else:
+        found = [p for p in DEFAULT_RUNS if Path(p).exists()]
+        source = ", ".join(f"{p}/" for p in DEFAULT_RUNS)
+        if not found:
+            notes.append(f"No run folders: neither {' nor '.join(f'{p}/' for p in DEFAULT_RUNS)} exists here "
+                         f"({os.getcwd()}); pass --runs PATH.")
+    frame = load_runs(found) if found else pd.DataFrame()
+    frame = normalize(frame)
+    for i in frame.index[frame.status == "missing"]:
+        for key, value in _from_config(frame.at[i, "run_dir"]).items():
+            frame.at[i, key] = value
+    return Runs(frame, source, notes)
+
+
+def normalize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every column of COLUMNS present (None where unknown), object dtype so that cells can be filled later."""
+    frame = frame.copy()
+    for col in COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    return frame.astype(object).where(frame.notna(), None).reset_index(drop=True)
+
+
+def _from_config(run_dir: str) -> dict:
+    """Architecture, data set and recipe of a run with no summary, from its composed config; {} when unreadable."""
+    file = Path(run_dir) / CONFIG
+    if not file.exists():
+        return {}
+    try:
+        from omegaconf import OmegaConf
+
+        import resablate.config as rc
+        from resablate.models import resolve_architecture
+
+        cfg = OmegaConf.load(file)
+        out = {"depth": int(cfg.depth), "shortcut": str(cfg.shortcut.name), "block": str(cfg.block.name),
+               "recipe": str(cfg.recipe.name), "max_steps": rc.effective_max_steps(cfg), "seed": int(cfg.seed)}
+        out["dataset"] = _dataset_name(cfg, Path(run_dir))
+        model = cfg.model
+        size = cfg.data.get("image_size", None) or (224 if out["dataset"] == "imagenet" else 32)
+        arch = resolve_architecture(None if model.stage_depths is not None else out["depth"], out["block"],
+                                    str(cfg.family), size, model.stage_depths, model.widths, model.width_multiplier)
+        from resablate.models import SHORTCUTS
+
+        out.update(depth=arch.depth, block=arch.block, family=arch.family, shortcut=SHORTCUTS.canonical(out["shortcut"]))
+        return out
+    except Exception:  # a config from another version, or a half-written one: the run stays unattributed
+        return {}
+
+
+def _dataset_name(cfg, run_dir: Path) -> str | None:
+    """The data module's `name`, else Hydra's choice for the data group, else the class name."""
+    target = str(cfg.data.get("_target_", ""))
+    module, _, cls = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), cls).name
+    except Exception:  # resablate.data not importable here, or a class without `name`
+        pass
+    try:
+        from omegaconf import OmegaConf
+
+        return str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices.data)
+    except Exception:
+        return target.rsplit(".", 1)[-1].removesuffix("Data").lower() or None
+
+
+# -------------------------------------------------------------------------------------------------------- names
+def method_label(shortcut: str | None, depth, block: str | None, default_shortcut: str | None = "zero_pad") -> str:
+    """plain-56, ResNet-56, ResNet-34 B, highway-20, ResNet-164 (preact_bottleneck): R1's names for our runs."""
+    depth = "?" if depth is None or pd.isna(depth) else int(depth)
+    if shortcut is None:
+        name = f"?-{depth}"
+    elif shortcut == PLAIN:
+        name = f"plain-{depth}"
+    elif shortcut == default_shortcut:
+        name = f"ResNet-{depth}"
+    elif shortcut in OPTION_LETTER:
+        name = f"ResNet-{depth} {OPTION_LETTER[shortcut]}"
+    elif shortcut == "identity":
+        name = f"ResNet-{depth} (identity)"
+    else:
+        name = f"{shortcut}-{depth}"
+    if block not in (None, "basic", "bottleneck", "-"):
+        name += f" ({block})"
+    return name
+
+
+def display_path(path: str) -> str:
+    """A run folder as the user typed it: relative to the working directory when it lies below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def describe(row) -> str:
+    """'path: failed (RuntimeError: ...)' for a run that did not complete."""
+    what = row["status"]
+    if row.get("diverged_at") is not None and not pd.isna(row.get("diverged_at")):
+        what += f" at step {int(row['diverged_at'])}"
+    if row.get("error"):
+        what += f" ({str(row['error'])[:160]})"
+    if row["status"] == "missing":
+        what += " (no summary.json: killed, still running, or refused before training)"
+    return f"{display_path(row['run_dir'])}: {what}"
+
+
+def pick_dataset(frame: pd.DataFrame, preferred: str | None, requested: str | None) -> tuple[str | None, list[str]]:
+    """The one data set a figure draws: --dataset, else the paper's when present, else the one with most runs."""
+    present = frame.dataset.dropna().value_counts()
+    if requested is not None:
+        chosen = requested
+    elif preferred in present.index:
+        chosen = preferred
+    elif len(present):
+        chosen = str(present.index[0])
+    else:
+        return None, []
+    others = [f"{d} ({n} run{'s' if n > 1 else ''})" for d, n in present.items() if d != chosen]
+    notes = []
+    if preferred is not None and chosen != preferred:
+        notes.append(f"Drawn on {chosen}, not on the paper's data set ({preferred}).")
+    if others:
+        notes.append(f"Not drawn here: completed runs on {', '.join(others)} (choose the data set with --dataset NAME).")
+    return chosen, notes
+
+
+def status_counts(frame: pd.DataFrame) -> str:
+    counts = frame.status.value_counts()
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "no runs"

@@ -1,0 +1,108 @@
+"""Where a study lives, opened the same way by the sweeper and by its jobs, and the lock that makes asking exact.
+
+A storage spec is a string that both sides understand without further context (jobs may run in another folder or on
+another machine): an absolute `sqlite:////abs/path.db`, any other SQLAlchemy URL, or `journal:/abs/path.log` for
+optuna's JournalStorage with a file backend (works where sqlite's locking does not, e.g. NFS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .config import OptunaSweeperError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, documented limitation
+    fcntl = None
+
+SQLITE = "sqlite:///"
+JOURNAL = "journal:"
+JOURNAL_SUFFIXES = (".log", ".journal")
+DEFAULT_FILE = "optuna.db"
+VALID_FORMS = (
+    "null (sqlite:///<hydra.sweep.dir>/optuna.db), an RDB URL (sqlite:///path.db, postgresql://user@host/db, "
+    "mysql+pymysql://...), or a journal file (path ending .log/.journal, or journal:PATH)"
+)
+
+
+def resolve_storage(storage: str | None, sweep_dir: str | os.PathLike) -> str:
+    """The storage spec for the sweeper's config value: file paths made absolute, the default put in the sweep dir."""
+    if storage is None or not str(storage).strip():
+        return SQLITE + os.path.abspath(os.path.join(sweep_dir, DEFAULT_FILE))
+    spec = str(storage).strip()
+    if spec.startswith(JOURNAL):
+        path = spec[len(JOURNAL) :]
+        path = path[2:] if path.startswith("//") else path  # journal:///abs/file as a URL
+        if not path:
+            raise OptunaSweeperError(f"Optuna sweeper: storage {storage!r} names no file; valid forms: {VALID_FORMS}")
+        return JOURNAL + os.path.abspath(os.path.expanduser(path))
+    if "://" not in spec and spec.endswith(JOURNAL_SUFFIXES):
+        return JOURNAL + os.path.abspath(os.path.expanduser(spec))
+    if spec.startswith("sqlite:"):
+        path, sep, query = spec[len(SQLITE) :].partition("?") if spec.startswith(SQLITE) else ("", "", "")
+        if path in ("", ":memory:"):
+            raise OptunaSweeperError(
+                f"Optuna sweeper: storage {storage!r} is an in-memory database, which jobs cannot share; "
+                f"valid forms: {VALID_FORMS}"
+            )
+        return SQLITE + os.path.abspath(os.path.expanduser(path)) + sep + query
+    if "://" in spec:
+        return spec
+    raise OptunaSweeperError(f"Optuna sweeper: storage {storage!r} is not understood; valid forms: {VALID_FORMS}")
+
+
+def storage_file(spec: str) -> Path | None:
+    """The file holding the study for sqlite and journal specs; None for server databases."""
+    if spec.startswith(JOURNAL):
+        return Path(spec[len(JOURNAL) :])
+    if spec.startswith(SQLITE):
+        return Path(spec[len(SQLITE) :].partition("?")[0])
+    return None
+
+
+def open_storage(spec: str, *, create: bool = True) -> Any:
+    """An optuna storage for a spec. `create=False` (jobs) skips folder and table creation and the schema check."""
+    from optuna.storages import RDBStorage
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = storage_file(spec)
+    if path is not None and create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if spec.startswith(JOURNAL):
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if spec.startswith(SQLITE):
+        # Several workers and their jobs write to one file: wait for the file lock instead of failing after 5 s.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    return RDBStorage(
+        spec,
+        engine_kwargs=engine_kwargs,
+        skip_compatibility_check=not create,
+        skip_table_creation=not create,
+    )
+
+
+@contextlib.contextmanager
+def storage_lock(spec: str) -> Iterator[bool]:
+    """Hold an exclusive OS lock next to a file storage (yields True); a no-op for server databases (yields False).
+
+    Counting the study's trials and asking new ones happens under this lock, so that workers started together on
+    one sqlite/journal file never ask more than n_trials. The lock file is `<storage file>.sweeper-lock` (not
+    `.lock`, which optuna's journal backend uses for its own symlink lock).
+    """
+    path = storage_file(spec)
+    if path is None or fcntl is None:
+        yield False
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".sweeper-lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,126 @@
+"""`python -m resablate` end to end, as a user runs it: run folders, multirun, resume, seeds, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import needs_fashion_mnist, run_app
+
+TINY = ["data=synthetic", "data.num_samples=512", "depth=8", "recipe=quick", "logger=csv", "trainer.log_every_n_steps=2"]
+
+
+def only_run_folder(root: Path) -> Path:
+    folders = [p.parent for p in root.rglob("summary.json")]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def test_single_run_writes_a_complete_run_folder(tmp_path):
+    out = run_app([*TINY, "trainer.max_steps=6", "recipe.eval_every=3"], cwd=tmp_path).stdout
+    run = only_run_folder(tmp_path / "outputs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 6
+    assert (summary["depth"], summary["shortcut"], summary["block"], summary["family"]) == (8, "zero_pad", "basic", "cifar")
+    assert (summary["dataset"], summary["recipe"], summary["seed"]) == ("synthetic", "quick", 0)
+    assert summary["params"] == 75290 and summary["macs"] > 0
+    assert 0 <= summary["test_error"] <= 100 and summary["val_error"] is None
+    assert summary["images_per_second"] > 0 and summary["wall_seconds"] > 0
+    assert "depth=8" in summary["overrides"]
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.step) == [2, 3, 4, 6]  # train windows every 2 steps; test error at 3 and 6
+    assert metrics["test/err"].notna().sum() == 2 and metrics["train/err"].notna().sum() == 3
+    assert (run / "checkpoints" / "last.ckpt").exists() and (run / ".hydra" / "config.yaml").exists()
+    assert f"-> {run}" in out and "completed" in out
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    def summary(seed, folder):
+        run_app([*TINY, "trainer.max_steps=4", f"seed={seed}", f"hydra.run.dir={tmp_path / folder}"], cwd=tmp_path)
+        s = json.loads((tmp_path / folder / "summary.json").read_text())
+        return s["train_loss"], s["test_error"]
+
+    assert summary(1, "a") == summary(1, "b")
+    assert summary(2, "c") != summary(1, "a")
+
+
+def test_rerun_of_a_completed_run_does_nothing(tmp_path):
+    run_app([*TINY, "trainer.max_steps=3"], cwd=tmp_path)
+    again = run_app([*TINY, "trainer.max_steps=3"], cwd=tmp_path).stdout
+    assert "already completed, nothing to do" in again
+
+
+def test_resume_after_kill_continues_from_checkpoint_step(tmp_path):
+    args = [*TINY, "data.num_samples=2048", "trainer.max_steps=60", "trainer.checkpoint_every_n_steps=4", "recipe.eval_every=60"]
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    ckpt = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "outputs").rglob("last.prev.ckpt"))  # at least two checkpoints written: mid-run
+        if found:
+            ckpt = found[0]
+            break
+        time.sleep(0.2)
+    assert ckpt is not None, "no checkpoint appeared before the run ended"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = ckpt.parent.parent
+    assert not (run / "summary.json").exists()
+    import torch
+
+    step = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert 0 < step < 60
+    run_app(args, cwd=tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 60
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics.step.is_unique and metrics.step.is_monotonic_increasing
+    assert metrics.step.max() == 60
+
+
+@pytest.mark.parametrize("args,message", [
+    (["depth=35"], "depth 35"),
+    (["shortcut=foo"], "Could not find 'shortcut/foo'"),
+    (["data=nope"], "Could not find 'data/nope'"),
+    (["recipe.lr=-1"], "recipe.lr=-1.0 must be > 0"),
+    (["data=cifar10", "data.download=false"], "cifar-10-batches-py"),
+])
+def test_bad_input_fails_before_training_and_leaves_no_run_folder(tmp_path, args, message):
+    base = [a for a in TINY if not a.startswith(("depth", "data"))] + ["data=synthetic", "trainer.max_steps=2"]
+    proc = run_app([*base, *args], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not list((tmp_path / "outputs").rglob("summary.json")) if (tmp_path / "outputs").exists() else True
+    if proc.returncode == 2:
+        assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
+@needs_fashion_mnist
+def test_multirun_fashion_mnist_four_jobs_four_wandb_runs(tmp_path):
+    args = ["-m", "data=fashion_mnist", "data.train_size=2000", "trainer.max_steps=40", "shortcut=none,zero_pad", "depth=8,14",
+            "logger.wandb.mode=offline"]
+    run_app(args, cwd=tmp_path)
+    sweep = [p for p in (tmp_path / "multirun").iterdir()]
+    assert len(sweep) == 1
+    runs = sorted(p.parent for p in sweep[0].rglob("summary.json"))
+    assert len(runs) == 4
+    seen = set()
+    wandb_ids = set()
+    for run in runs:
+        s = json.loads((run / "summary.json").read_text())
+        assert s["status"] == "completed" and s["steps"] == 40 and s["dataset"] == "fashion_mnist"
+        seen.add((s["shortcut"], s["depth"]))
+        assert f"shortcut={s['shortcut']}" in s["overrides"] and f"depth={s['depth']}" in s["overrides"]
+        offline = list((run / "wandb").glob("offline-run-*"))
+        assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
+        wandb_ids.add(s["wandb_id"])
+    assert seen == {("none", 8), ("none", 14), ("zero_pad", 8), ("zero_pad", 14)}
+    assert len(wandb_ids) == 4
