@@ -122,6 +122,7 @@ def prepare(cfg: DictConfig) -> Job:
         if key != "auto" and key not in OBJECTIVE_KEYS:
             raise ConfigError(f"objective {key!r} is not valid; valid: auto, {', '.join(OBJECTIVE_KEYS)}")
     datamodule = build_datamodule(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
     net = build_net(cfg, datamodule)
     try:
         datamodule.check()

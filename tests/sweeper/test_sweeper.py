@@ -60,7 +60,7 @@ def test_a_killed_sweep_is_completed_by_rerunning_it(sweep_app):
     assert states(sweep_app.study()) == ["COMPLETE", "COMPLETE", "RUNNING"]  # trial 2 dangling
 
     rerun = sweep_app.run(*args)  # the same command: the same study
-    assert "Taking over trial 2" in rerun.stderr
+    assert "Taking over trial 2" in rerun.stdout + rerun.stderr
     study = sweep_app.study()
     assert states(study) == ["COMPLETE"] * 6
     assert sweep_app.job_dirs() == list(range(6))
@@ -90,7 +90,7 @@ def test_median_pruner_prunes_the_bad_trial(sweep_app):
     study = sweep_app.study()
     assert states(study) == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
     assert study.trials[3].intermediate_values == {0: 104.0}  # stopped at its first report
-    assert "Trial 3 pruned" in proc.stderr
+    assert "Trial 3 pruned" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
@@ -99,14 +99,14 @@ def test_failed_trials_are_told_fail_and_the_sweep_goes_on(sweep_app):
     study = sweep_app.study()
     assert states(study) == ["COMPLETE"] * 3 + ["FAIL"] + ["COMPLETE"] * 2
     assert study.trials[3].system_attrs["fail_reason"] == "RuntimeError: planned failure in trial 3"
-    assert "Trial 3 failed: RuntimeError: planned failure in trial 3" in proc.stderr
+    assert "Trial 3 failed: RuntimeError: planned failure in trial 3" in proc.stdout + proc.stderr
 
 
 def test_too_many_failures_stop_the_sweep_with_a_clear_error(sweep_app):
     proc = sweep_app.run("hydra.sweeper.n_trials=6", *SEARCH, "fail_trials=[1,2,3,4,5]", check=False)
     assert proc.returncode != 0
-    assert "1 of 2 finished trials failed (50% > max_failure_rate=0.3)" in proc.stderr
-    assert "planned failure in trial 1" in proc.stderr
+    assert "1 of 2 finished trials failed (50% > max_failure_rate=0.3)" in proc.stdout + proc.stderr
+    assert "planned failure in trial 1" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert states(sweep_app.study()) == ["COMPLETE", "FAIL"]  # stopped, nothing left running
 
@@ -157,6 +157,6 @@ def test_a_bad_option_fails_before_any_job(sweep_app, override, expected):
     proc = sweep_app.run("hydra.sweeper.n_trials=2", *SEARCH, override, check=False)
     assert proc.returncode != 0
     for text in expected:
-        assert text in proc.stderr
+        assert text in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert sweep_app.job_dirs() == []

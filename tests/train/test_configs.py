@@ -23,12 +23,14 @@ def test_every_option_composes_and_builds(compose, group, option, tmp_path):
         overrides.append(f"data.root={tmp_path}")
     if group == "block" and "bottleneck" in option:
         overrides.append("depth=29")  # 9n+2
+    if option == "identity":  # identity everywhere needs a net whose blocks never change shape: one 16-wide stage
+        overrides += ["model.stage_depths=[3]", "model.widths=[16]"]
     cfg = compose(overrides)
     check_trainer(cfg.trainer)
     check_recipe(cfg.recipe, cfg.trainer.max_steps)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
-    assert net.arch.depth in (20, 29) or group == "data"
+    assert net.arch.depth in (8, 20, 29) or group == "data"
     if group == "shortcut":
         assert net.shortcut_name in option or option in ("A", "B", "C")
 
@@ -81,3 +83,9 @@ def test_typos_and_types_fail_at_composition(compose):
     with pytest.raises(ConfigCompositionException) as err:
         compose(["recipe.lrr=0.1"])
     assert "Key 'lrr' not in 'RecipeConfig'" in str(err.value.__cause__)
+
+
+def test_identity_shortcut_on_a_shape_changing_net_says_what_to_use(compose):
+    cfg = compose(["shortcut=identity", "data=synthetic", "depth=20"])
+    with pytest.raises(ConfigError, match="'identity' cannot be used where a block changes shape.*'zero_pad'.*'projection'"):
+        build_net(cfg, build_datamodule(cfg))
