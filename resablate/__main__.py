@@ -35,5 +35,15 @@ def _remove_if_only_hydra_files(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Unknown keys are refused before Hydra composes, with the closest valid key; then the Hydra app runs."""
+    try:
+        config.check_override_keys(sys.argv[1:])
+    except config.ConfigError as err:
+        print(f"resablate: error: {err}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

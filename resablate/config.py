@@ -15,6 +15,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -193,6 +194,72 @@ register()
 
 
 # ------------------------------------------------------------------------------------------------------------ checks
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+FREE_FORM = ("shortcut", "data")  # their keys depend on the chosen option: checked against its constructor later
+
+
+def _chosen_option(group: str, overrides: list) -> str | None:
+    """The option of `group` the command line picks (the last `group=name`), else the default of conf/config.yaml;
+    None when that is not one plain name (a sweep over several, or an unknown option, which Hydra reports)."""
+    chosen = [o for o in overrides if o.key_or_group == group and o.type.name == "CHANGE"]
+    if chosen:
+        value = chosen[-1].value()
+        name = value if isinstance(value, str) else None
+    else:
+        defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
+        name = next((d[group] for d in defaults if isinstance(d, DictConfig) and group in d), None)
+    return name if name and (CONF_DIR / group / f"{name}.yaml").is_file() else None
+
+
+def _option_keys(group: str, name: str) -> list[str]:
+    """The keys `conf/<group>/<name>.yaml` sets, those of the options it extends (its defaults list) included."""
+    node = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
+    keys = [k for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_" for k in _option_keys(group, d)]
+    return list(dict.fromkeys([*keys, *(k for k in node.keys() if k != "defaults" and not str(k).startswith("_"))]))
+
+
+def check_override_keys(args: list[str]) -> None:
+    """Every `key=value` override of the command line names a key of the schema; else a ConfigError naming the key,
+    the closest valid one and the valid keys at that level. Hydra would only say "Key 'depht' not in 'ResablateConfig'".
+    Group choices (`shortcut=foo`), additions (`+key=`), deletions and `hydra.*` are left to Hydra (it lists options)."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    candidates = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except HydraException:
+        return  # a grammar error: Hydra reports it with its position
+    schema = OmegaConf.structured(ResablateConfig)
+    for override in overrides:
+        key = override.key_or_group
+        if override.type.name != "CHANGE" or "/" in key or key.split(".")[0] == "hydra":
+            continue
+        parts = key.split(".")
+        if parts[0] in FREE_FORM and len(parts) == 2:
+            option = _chosen_option(parts[0], overrides)
+            valid = _option_keys(parts[0], option) if option else []
+            if option and parts[1] not in valid:
+                close = difflib.get_close_matches(parts[1], valid, n=1)
+                hint = f"; did you mean '{parts[0]}.{close[0]}'?" if close else ";"
+                raise ConfigError(f"unknown key {key!r} for {parts[0]}={option}{hint} valid keys: {', '.join(valid)}")
+            continue
+        node: Any = schema
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[:depth])
+            if not isinstance(node, DictConfig) or (depth == 1 and where in FREE_FORM):
+                break
+            valid = list(node.keys())  # not `part in node`: that is False for a MISSING value (shortcut, data)
+            if part not in valid:
+                close = difflib.get_close_matches(part, valid, n=1)
+                hint = f"; did you mean {'.'.join([*key.split('.')[:depth], close[0]])!r}?" if close else ";"
+                level = f"under {where}" if where else "at the top level"
+                raise ConfigError(f"unknown key {key!r}{hint} Valid keys {level}: {', '.join(valid)}")
+            node = node._get_node(part) if isinstance(node._get_node(part), DictConfig) else None
+
+
 def enum_name(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 

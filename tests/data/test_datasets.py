@@ -1,5 +1,5 @@
-"""The real loaders on small files in the genuine formats, written by the tests: CIFAR-10's pickled python batches (folder
-and .tar.gz), Fashion-MNIST's gzipped idx files, an ImageNet ImageFolder tree. What a user would notice: the pixels and
+"""The real loaders on small files in the genuine formats, written by the tests: CIFAR-10's pickled python batches
+(folder and .tar.gz), Fashion-MNIST's gzipped idx files, an ImageNet ImageFolder tree. What a user would notice: the pixels and
 labels that come out are the ones in the files, missing or damaged files are named, and a training run reads them."""
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def cifar_folder(tmp_path):
     batches = {f"data_batch_{i}": cifar_batch(i) for i in range(1, 6)} | {"test_batch": cifar_batch(99)}
     for name, batch in batches.items():
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                                                  "horse", "ship", "truck")], b"num_vis": 3072, b"num_cases_per_batch": 10000}
+    names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    meta = {b"label_names": [n.encode() for n in names], b"num_vis": 3072, b"num_cases_per_batch": 10000}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return tmp_path, batches
 

@@ -87,5 +87,35 @@ def test_typos_and_types_fail_at_composition(compose):
 
 def test_identity_shortcut_on_a_shape_changing_net_says_what_to_use(compose):
     cfg = compose(["shortcut=identity", "data=synthetic", "depth=20"])
-    with pytest.raises(ConfigError, match="'identity' cannot be used where a block changes shape.*'zero_pad'.*'projection'"):
+    message = "'identity' cannot be used where a block changes shape.*'zero_pad'.*'projection'"
+    with pytest.raises(ConfigError, match=message):
         build_net(cfg, build_datamodule(cfg))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["depht=20"], "unknown key 'depht'; did you mean 'depth'? Valid keys at the top level: depth, family"),
+    (["trainer.precison=bf16-mixed"], "did you mean 'trainer.precision'? Valid keys under trainer: accelerator"),
+    (["logger.wandb.mod=offline"], "did you mean 'logger.wandb.mode'?"),
+    (["shortcut=highway", "shortcut.gate_bais=-1"], "'shortcut.gate_bais' for shortcut=highway; did you mean "
+                                                     "'shortcut.gate_bias'? valid keys: name, gate_bias, carry"),
+    (["shortcut.gate_bias=-1"], "'shortcut.gate_bias' for shortcut=zero_pad; valid keys: name"),  # the default
+    (["data=fashion_mnist", "data.train_sise=10"], "did you mean 'data.train_size'?"),
+])
+def test_unknown_keys_are_named_with_the_closest_valid_one(args, message):
+    from resablate.config import check_override_keys
+
+    with pytest.raises(ConfigError) as err:
+        check_override_keys(["-m", *args])
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, o in OPTIONS if g in ("shortcut", "data")])
+def test_every_key_of_every_option_is_accepted(group, option):
+    from omegaconf import OmegaConf
+
+    from resablate.config import _option_keys, check_override_keys
+
+    keys = _option_keys(group, option)
+    assert keys or OmegaConf.load(CONF / group / f"{option}.yaml").get("defaults")
+    check_override_keys([f"{group}={option}", *(f"{group}.{k}=1" for k in keys), "hydra/sweeper=optuna", "+x.y=1",
+                         "hydra.sweeper.params.depth=choice(8,14)", "model.widths=[16,32,64]", "depth=8,14"])
