@@ -1,6 +1,7 @@
 """The real loaders on small files in the genuine formats, written by the tests: CIFAR-10's pickled python batches
-(folder and .tar.gz), Fashion-MNIST's gzipped idx files, an ImageNet ImageFolder tree. What a user would notice: the pixels and
-labels that come out are the ones in the files, missing or damaged files are named, and a training run reads them."""
+(folder and .tar.gz), Fashion-MNIST's gzipped idx files, an ImageNet ImageFolder tree. What a user would notice: the
+pixels and labels that come out are the ones in the files, missing or damaged files are named, and a training run
+reads them."""
 
 from __future__ import annotations
 
