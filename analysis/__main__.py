@@ -1,4 +1,4 @@
-"""`python -m analysis NAME [--runs PATH ...] [--out DIR] [--wandb ENTITY/PROJECT]`: one artifact, or the whole report."""
+"""`python -m analysis NAME [--runs PATH ...] [--out DIR] [--wandb ENTITY/PROJECT]`: one artifact, or the report."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of run folders")
     parser.add_argument("--wandb-filters", metavar="JSON", help='W&B run filters, e.g. \'{"group": "table6"}\'')
     parser.add_argument("--dataset", help="the data set a figure draws (default: the paper's, else the most common)")
+    parser.add_argument("--recipe", help="the recipe a figure draws (default: the one with most runs)")
     parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="test images per run for fig7")
     return parser.parse_args(argv)
 
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         for note in runs.notes:
             print(note)
         print()
-    artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, max_images=args.max_images)
+    artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, recipe=args.recipe,
+                                    max_images=args.max_images)
     artifact.print()
     return 0
 

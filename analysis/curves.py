@@ -5,7 +5,9 @@
   test set (ImageNet val/).
 - Fig. 6: CIFAR-10, left plain nets, middle ResNets (option A), right ResNet-110 vs ResNet-1202; y from 0 to 20 % as in
   R1 when the runs end below 20 %, else the full range.
-One colour per depth; one curve per architecture, the mean over its completed runs (seeds) at each logged step.
+One colour per depth; one curve per architecture, the mean over its completed runs (seeds) at each logged step. A figure
+draws one data set and one recipe (and length): the paper's data set and the recipe with most runs, unless --dataset or
+--recipe says otherwise; the runs left out are named in the notes.
 Training error is the mean over a logging window (`train/err`), evaluation error is measured every `recipe.eval_every`.
 """
 
@@ -22,7 +24,7 @@ from matplotlib.lines import Line2D
 
 from analysis.output import Artifact, empty_panel, save_figure
 from analysis.paper import PAPER_DATASET
-from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset
+from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset, pick_recipe
 
 
 @dataclass
@@ -69,21 +71,25 @@ def load_curves(runs: Runs, selected: pd.DataFrame, notes: list[str]) -> list[Cu
         evaluation, name = _mean_curve(frames, "test/err"), "test"
         if evaluation.empty:
             evaluation, name = _mean_curve(frames, "val/err"), "val"
-        curves.append(Curve(label, int(group.depth.iloc[0]), len(frames), _mean_curve(frames, "train/err"), evaluation, name))
+        train = _mean_curve(frames, "train/err")
+        curves.append(Curve(label, int(group.depth.iloc[0]), len(frames), train, evaluation, name))
     return sorted(curves, key=lambda c: (c.depth, c.label))
 
 
 def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list[Panel], dataset: str | None,
-         ylim_20: bool = False) -> Artifact:
+         recipe: str | None = None, ylim_20: bool = False) -> Artifact:
     art = Artifact(name, title, "figure")
     frame = runs.completed[runs.completed.family == family]
     chosen, art.notes = pick_dataset(frame, PAPER_DATASET[name], dataset)
     frame = frame[frame.dataset == chosen] if chosen is not None else frame.iloc[0:0]
+    frame = frame[[_selected(panels, r) for _, r in frame.iterrows()]] if len(frame) else frame
+    frame, recipe_notes = pick_recipe(frame, recipe)
+    art.notes += recipe_notes
     per_panel = []
     for panel in panels:
         selected = frame[[panel.select(r) for _, r in frame.iterrows()]] if len(frame) else frame
         per_panel.append(load_curves(runs, selected, art.notes))
-        art.runs += list(selected.run_dir)
+        art.runs += [r for r in selected.run_dir if r not in art.runs]  # panels may share runs (fig. 1)
     curves = [c for cs in per_panel for c in cs]
     depths = sorted({c.depth for c in curves})
     palette = dict(zip(depths, sns.color_palette("tab10" if len(depths) <= 10 else "husl", len(depths)), strict=True))
@@ -165,21 +171,21 @@ def _is(shortcut: str, depths=None, not_depths=()):
     return select
 
 
-def fig1(runs: Runs, out: Path, dataset: str | None = None, **_) -> Artifact:
+def fig1(runs: Runs, out: Path, dataset: str | None = None, recipe: str | None = None, **_) -> Artifact:
     plain = _is(PLAIN, (20, 56))
     panels = [Panel("training error", plain, evaluation=False, empty="no plain-20/56 runs"),
               Panel("test error", plain, train=False, empty="no plain-20/56 runs")]
-    return draw(runs, out, "fig1", "R1 Fig. 1: plain-20 vs plain-56", "cifar", panels, dataset)
+    return draw(runs, out, "fig1", "R1 Fig. 1: plain-20 vs plain-56", "cifar", panels, dataset, recipe)
 
 
-def fig4(runs: Runs, out: Path, dataset: str | None = None, **_) -> Artifact:
+def fig4(runs: Runs, out: Path, dataset: str | None = None, recipe: str | None = None, **_) -> Artifact:
     panels = [Panel("plain", _is(PLAIN, (18, 34)), empty="no plain-18/34 runs"),
               Panel("ResNet (option A)", _is("zero_pad", (18, 34)), empty="no ResNet-18/34 (option A) runs")]
-    return draw(runs, out, "fig4", "R1 Fig. 4: ImageNet-family plain vs ResNet", "imagenet", panels, dataset)
+    return draw(runs, out, "fig4", "R1 Fig. 4: ImageNet-family plain vs ResNet", "imagenet", panels, dataset, recipe)
 
 
-def fig6(runs: Runs, out: Path, dataset: str | None = None, **_) -> Artifact:
+def fig6(runs: Runs, out: Path, dataset: str | None = None, recipe: str | None = None, **_) -> Artifact:
     panels = [Panel("plain", _is(PLAIN), empty="no plain runs"),
               Panel("ResNet (option A)", _is("zero_pad", not_depths=(1202,)), empty="no ResNet runs"),
               Panel("ResNet-110 vs ResNet-1202", _is("zero_pad", (110, 1202)), empty="no ResNet-110/1202 runs")]
-    return draw(runs, out, "fig6", "R1 Fig. 6: CIFAR-family training", "cifar", panels, dataset, ylim_20=True)
+    return draw(runs, out, "fig6", "R1 Fig. 6: CIFAR-family training", "cifar", panels, dataset, recipe, ylim_20=True)

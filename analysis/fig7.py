@@ -1,9 +1,9 @@
 """R1 Fig. 7: standard deviation of each 3x3 layer's response, after BN and before ReLU or the addition (R1 4.2).
 
-For each completed run with `checkpoints/last.ckpt`, the network is rebuilt from its composed config, its weights loaded,
-and up to `--max-images` test images run through it in eval mode. A response layer is a BatchNorm2d whose input is the
-output of a 3x3 convolution: the stem's BN, bn1/bn2 of a basic block, bn2 of a bottleneck (pre-activation blocks: the BN
-that follows a 3x3 conv). Its std is over every value it outputs: all images, channels and positions.
+For each completed run with `checkpoints/last.ckpt`, the network is rebuilt from its composed config, its weights
+loaded, and up to `--max-images` test images run through it in eval mode. A response layer is a BatchNorm2d whose input
+is the output of a 3x3 convolution: the stem's BN, bn1/bn2 of a basic block, bn2 of a bottleneck (pre-activation
+blocks: the BN that follows a 3x3 conv). Its std is over every value it outputs: all images, channels and positions.
 Top panel: std by layer index (network order); bottom panel: the same values sorted in descending order. One line per
 architecture, the mean over its seeds.
 """
@@ -22,13 +22,13 @@ from torch import nn
 
 from analysis.output import Artifact, empty_panel, save_figure
 from analysis.paper import PAPER_DATASET
-from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset
+from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset, pick_recipe
 
 DEFAULT_MAX_IMAGES = 2000
 
 
 def layer_response_std(net: nn.Module, batches: Iterable) -> list[float]:
-    """Std of each 3x3 conv's BN output, in network order, over all `batches` (tensors, or (x, y) pairs) in eval mode."""
+    """Std of each 3x3 conv's BN output, in network order, over all `batches` (tensors or (x, y) pairs), eval mode."""
     last_conv_output: list[torch.Tensor | None] = [None]
     sums: dict[nn.Module, list[float]] = {}  # BN -> [sum, sum of squares, count], in the order first seen
 
@@ -99,11 +99,14 @@ def run_layer_stds(run_dir: str, max_images: int = DEFAULT_MAX_IMAGES, device: s
     return layer_response_std(net, batches())
 
 
-def fig7(runs: Runs, out: Path, dataset: str | None = None, max_images: int = DEFAULT_MAX_IMAGES, **_) -> Artifact:
+def fig7(runs: Runs, out: Path, dataset: str | None = None, recipe: str | None = None,
+         max_images: int = DEFAULT_MAX_IMAGES, **_) -> Artifact:
     art = Artifact("fig7", "R1 Fig. 7: std of 3x3 layer responses", "figure")
     frame = runs.completed[runs.completed.family == "cifar"]
     chosen, art.notes = pick_dataset(frame, PAPER_DATASET["fig7"], dataset)
     frame = frame[frame.dataset == chosen] if chosen is not None else frame.iloc[0:0]
+    frame, recipe_notes = pick_recipe(frame, recipe)  # seeds are averaged: one schedule only
+    art.notes += recipe_notes
     results, rows = {}, []
     for _, r in frame.iterrows():
         label = method_label(r.shortcut, r.depth, r.block)
@@ -114,7 +117,8 @@ def fig7(runs: Runs, out: Path, dataset: str | None = None, max_images: int = DE
             continue
         results.setdefault((r.shortcut != PLAIN, int(r.depth), label), []).append(stds)
         art.runs.append(r.run_dir)
-        rows += [{"label": label, "run_dir": display_path(r.run_dir), "layer": i + 1, "std": s} for i, s in enumerate(stds)]
+        rows += [{"label": label, "run_dir": display_path(r.run_dir), "layer": i + 1, "std": s}
+                 for i, s in enumerate(stds)]
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7))
     colours = sns.color_palette("tab10", max(len(results), 1))
@@ -133,10 +137,12 @@ def fig7(runs: Runs, out: Path, dataset: str | None = None, max_images: int = DE
             ax.legend(fontsize=8, loc="upper right")
         else:
             empty_panel(ax, "no completed CIFAR-family runs with a checkpoint to measure")
-    fig.suptitle(f"{art.title} (after BN, before ReLU/addition) — {chosen or 'no runs'}, up to {max_images} test images",
-                 fontsize=10)
+    fig.suptitle(f"{art.title} (after BN, before ReLU/addition) — {chosen or 'no runs'}, "
+                 f"up to {max_images} test images", fontsize=10)
     fig.tight_layout()
     not_done = runs.frame[(runs.frame.status != "completed") & (runs.frame.family == "cifar")]
+    if chosen is not None:
+        not_done = not_done[not_done.dataset == chosen]
     if len(not_done):
         art.notes.append("Not completed, not measured: " + "; ".join(describe(r) for _, r in not_done.iterrows()))
     if rows:

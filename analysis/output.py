@@ -41,12 +41,13 @@ class Artifact:
 
 
 def write_table(artifact: Artifact, numbers: pd.DataFrame, out: Path) -> Artifact:
-    """`<name>.csv` holds the numbers (all columns, unrounded); `.md` and `.tex` hold the displayed table and the notes."""
+    """`<name>.csv` holds the numbers (all columns, unrounded); `.md` and `.tex` the displayed table and the notes."""
     out.mkdir(parents=True, exist_ok=True)
     csv, md, tex = (out / f"{artifact.name}.{ext}" for ext in ("csv", "md", "tex"))
     numbers.to_csv(csv, index=False)
     md.write_text(artifact.markdown)
-    latex = artifact.table.to_latex(index=False, escape=True, caption=latex_escape(artifact.title), label=f"tab:{artifact.name}")
+    latex = artifact.table.to_latex(index=False, escape=True, caption=latex_escape(artifact.title),
+                                    label=f"tab:{artifact.name}")
     if artifact.notes:
         latex += "\n".join(f"% {n}" for n in artifact.notes) + "\n"
     tex.write_text(latex)

@@ -75,8 +75,10 @@ def pareto(runs: Runs, out: Path, dataset: str | None = None, **_) -> Artifact:
         "run_dir": front.run_dir.map(display_path),
     })
     art.table = pd.DataFrame({
-        "method": numbers.method, "widths": numbers.widths.map(lambda w: "-".join(map(str, w)) if w is not None else "—"),
-        "MMACs": numbers.macs.map(lambda v: fmt(v / 1e6, 1)), "params (M)": numbers.params.map(lambda v: fmt(v / 1e6, 3)),
+        "method": numbers.method,
+        "widths": numbers.widths.map(lambda w: "-".join(map(str, w)) if w is not None else "—"),
+        "MMACs": numbers.macs.map(lambda v: fmt(v / 1e6, 1)),
+        "params (M)": numbers.params.map(lambda v: fmt(v / 1e6, 3)),
         f"{name} error (%)": numbers[metric].map(fmt),
         "front (MACs)": numbers.pareto_macs.map(lambda b: "yes" if b else ""),
         "front (params)": numbers.pareto_params.map(lambda b: "yes" if b else ""),

@@ -19,7 +19,8 @@ ITEMS = {"table1": table1, "table2": table2, "table3": table3, "table6": table6,
 ORDER = ("table6", "fig1", "fig6", "fig7", "table2", "table3", "fig4", "table1", "pareto")
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td:nth-child(-n+3){text-align:left}img{max-width:100%}li{font-size:13px}
 .notes li{color:#444}details{margin:.3em 0 1.5em}summary{cursor:pointer;color:#555}code{font-size:12px}"""
 
@@ -104,4 +105,6 @@ def _markdown(runs: Runs, items: list[Artifact], out: Path) -> str:
         if item.runs:
             parts += [f"<details><summary>{len(item.runs)} run folders</summary>", "",
                       *[f"- `{display_path(r)}`" for r in item.runs], "", "</details>", ""]
+        elif item.kind != "error":
+            parts += ["*From the builder; no runs.*" if item.name == "table1" else "*Made from no run folders.*", ""]
     return "\n".join(parts)

@@ -65,7 +65,7 @@ def expand(paths: Sequence[str]) -> list[str]:
 
 
 def load(paths: Sequence[str] | None = None) -> Runs:
-    """Run folders at or under `paths` (run folders, sweep folders, globs); default: multirun/ and outputs/ if present."""
+    """Run folders at or under `paths` (run folders, sweep folders, globs); default: multirun/ and outputs/ here."""
     notes = []
     if paths:
         found = expand(paths)
@@ -77,6 +77,8 @@ def load(paths: Sequence[str] | None = None) -> Runs:
             notes.append(f"No run folders: neither {' nor '.join(f'{p}/' for p in DEFAULT_RUNS)} exists here "
                          f"({os.getcwd()}); pass --runs PATH.")
     frame = load_runs(found) if found else pd.DataFrame()
+    if paths and frame.empty:
+        notes.append(f"No run folders (a folder with summary.json or .hydra/config.yaml) at or under {source}.")
     frame = normalize(frame)
     for i in frame.index[frame.status == "missing"]:
         for key, value in _from_config(frame.at[i, "run_dir"]).items():
@@ -114,7 +116,8 @@ def _from_config(run_dir: str) -> dict:
                                     str(cfg.family), size, model.stage_depths, model.widths, model.width_multiplier)
         from resablate.models import SHORTCUTS
 
-        out.update(depth=arch.depth, block=arch.block, family=arch.family, shortcut=SHORTCUTS.canonical(out["shortcut"]))
+        out.update(depth=arch.depth, block=arch.block, family=arch.family,
+                   shortcut=SHORTCUTS.canonical(out["shortcut"]))
         return out
     except Exception:  # a config from another version, or a half-written one: the run stays unattributed
         return {}
@@ -194,8 +197,40 @@ def pick_dataset(frame: pd.DataFrame, preferred: str | None, requested: str | No
     if preferred is not None and chosen != preferred:
         notes.append(f"Drawn on {chosen}, not on the paper's data set ({preferred}).")
     if others:
-        notes.append(f"Not drawn here: completed runs on {', '.join(others)} (choose the data set with --dataset NAME).")
+        notes.append(f"Not drawn here: completed runs on {', '.join(others)} "
+                     "(choose the data set with --dataset NAME).")
     return chosen, notes
+
+
+def recipe_label(recipe, steps) -> str:
+    """'quick (1,000 it.)': a recipe and the length it was run for, as tables and figure notes name it."""
+    if recipe is None or pd.isna(recipe):
+        return "—"
+    return f"{recipe} ({int(steps):,} it.)" if steps is not None and not pd.isna(steps) else str(recipe)
+
+
+def pick_recipe(frame: pd.DataFrame, requested: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of one recipe and length: a figure averages seeds step by step, which means nothing across schedules.
+    --recipe NAME, else the recipe with most runs; the others are named in the notes."""
+    if not len(frame):
+        return frame, []
+    labels = pd.Series([recipe_label(r.recipe, r.max_steps) for _, r in frame.iterrows()], index=frame.index)
+    counts = labels.value_counts(sort=True)
+    if requested:
+        counts_of_requested = [frame.recipe[labels == lab].iloc[0] == requested for lab in counts.index]
+        candidates = counts[counts_of_requested]
+    else:
+        candidates = counts
+    if not len(candidates):
+        present = ", ".join(f"{lab} ({n} run{'s' if n > 1 else ''})" for lab, n in counts.items())
+        return frame.iloc[0:0], [f"No completed runs with recipe {requested}; present: {present}."]
+    chosen = candidates.index[0]
+    others = [f"{lab} ({n} run{'s' if n > 1 else ''})" for lab, n in counts.items() if lab != chosen]
+    notes = []
+    if others:
+        notes.append(f"Drawn: recipe {chosen}. Not drawn: completed runs with {', '.join(others)} "
+                     "(choose with --recipe NAME).")
+    return frame[labels == chosen], notes
 
 
 def status_counts(frame: pd.DataFrame) -> str:

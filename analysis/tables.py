@@ -1,9 +1,9 @@
 """R1 Tables 1, 2, 3 and 6 from run records, in the paper's layout, with the paper's numbers beside ours.
 
-Tables 2/3/6: completed runs are grouped by (data set, recipe and its length, shortcut, depth, block); each group gives n,
-mean, sample std (n-1) and best (min) of its test error. A group matches a paper row by (shortcut, depth, block); paper
-rows with no runs are listed with n = 0, groups the paper has no row for are listed after its rows, and runs that did
-not complete (failed, diverged, pruned, missing) are counted per row and listed in the notes, never dropped.
+Tables 2/3/6: completed runs are grouped by (data set, recipe and its length, shortcut, depth, block); each group gives
+n, mean, sample std (n-1) and best (min) of its test error. A group matches a paper row by (shortcut, depth, block);
+paper rows with no runs are listed with n = 0, groups the paper has no row for are listed after its rows, and runs that
+did not complete (failed, diverged, pruned, missing) are counted per row and listed in the notes, never dropped.
 Deviation: our errors are single-crop test errors of the data module's test set (ImageNet: val/); R1's ImageNet numbers
 are 10-crop.
 """
@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 
 from analysis.output import Artifact, fmt, write_table
-from analysis.paper import TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PAPER_DATASET, PaperRow
-from analysis.runs import Runs, describe, display_path, method_label
+from analysis.paper import PAPER_DATASET, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
+from analysis.runs import Runs, describe, display_path, method_label, recipe_label
 
 KEY = ["dataset", "recipe", "max_steps", "shortcut", "depth", "block"]
 INCOMPLETE = ("failed", "diverged", "pruned", "missing")
@@ -40,11 +40,12 @@ def table1(runs: Runs | None, out: Path, **_) -> Artifact:
         "GMACs (R1)": numbers.paper_gmacs.map("{:.1f}".format),
         "diff %": numbers.diff_pct.map("{:+.1f}".format),
     })
-    art = Artifact("table1", "R1 Table 1: ImageNet architectures (option B, 1000 classes, 224x224)", "table", table=shown)
+    title = "R1 Table 1: ImageNet architectures (option B, 1000 classes, 224x224)"
+    art = Artifact("table1", title, "table", table=shown)
     art.notes = [
         "From the builder (resablate.models.build_network); no runs needed.",
-        "GMACs are multiply-adds of one 224x224 image, as R1 counts FLOPs; stride on the first 1x1 of a bottleneck as R1 "
-        "(torchvision v1.5 strides the 3x3: 4.09 GMACs for ResNet-50).",
+        "GMACs are multiply-adds of one 224x224 image, as R1 counts FLOPs; stride on the first 1x1 of a bottleneck as "
+        "R1 (torchvision v1.5 strides the 3x3: 4.09 GMACs for ResNet-50).",
     ]
     return write_table(art, numbers, out)
 
@@ -57,7 +58,7 @@ def _stats(values: pd.Series) -> dict:
 
 
 def _builder_params(row: PaperRow, family: str) -> int | None:
-    """Parameter count of a paper row with the paper's data (10 or 1000 classes), built on the meta device (no memory)."""
+    """Parameter count of a paper row with the paper's data (10 or 1000 classes), built on the meta device."""
     if row.shortcut is None:
         return None
     from resablate.models import build_network, count_params
@@ -72,12 +73,6 @@ def _millions(p) -> str:
     return "—" if p is None or pd.isna(p) else f"{p / 1e6:.2f}M"
 
 
-def _recipe(recipe, steps) -> str:
-    if recipe is None or pd.isna(recipe):
-        return "—"
-    return f"{recipe} ({int(steps):,} it.)" if steps is not None and not pd.isna(steps) else str(recipe)
-
-
 def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: str, extra=lambda key: True,
                default_shortcut: str | None = "zero_pad") -> tuple[pd.DataFrame, list[str], list[str]]:
     """Rows of a paper table from runs: (numbers, notes, run folders used)."""
@@ -85,7 +80,7 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
     mine = frame[frame.family == family].copy()
     paper_dataset = PAPER_DATASET[name]
     by_arch = {(r.shortcut, r.depth, r.block): r for r in paper_rows if r.shortcut is not None}
-    rows, used, incomplete = [], [], []
+    rows, used, incomplete, unmeasured = [], [], [], []
     for key, group in mine.groupby(KEY, dropna=False, sort=True):
         k = dict(zip(KEY, key, strict=True))
         arch = (k["shortcut"], int(k["depth"]), k["block"])
@@ -94,6 +89,7 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
             continue  # belongs to another table
         done = group[group.status == "completed"]
         top1, top5 = _stats(done.test_error), _stats(done.test_error5)
+        unmeasured += [display_path(p) for p in done.run_dir[pd.to_numeric(done.test_error, errors="coerce").isna()]]
         counts = {s: int((group.status == s).sum()) for s in INCOMPLETE}
         params = pd.to_numeric(group.params, errors="coerce").dropna()
         rows.append({
@@ -122,6 +118,8 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
             p = paper_rows[r.paper_row]
             table.loc[i, ["paper_error", "paper_error5", "paper_mean", "paper_std", "paper_params", "repro"]] = (
                 p.error, p.error5, p.mean, p.std, p.params, p.repro)
+            if r.other_data:  # a difference between two data sets' errors measures nothing
+                continue
             table.loc[i, "diff"] = r["mean"] - p.reference if r.n else None
             if p.error5 is not None and r.get("mean5") is not None and not pd.isna(r.get("mean5")):
                 table.loc[i, "diff5"] = r["mean5"] - p.error5
@@ -137,11 +135,14 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
         notes.append(f"No runs (n = 0): {', '.join(no_runs)}.")
     only_failed = [f"{r.method} on {r.dataset}" for _, r in empty.iterrows() if r.dataset != "—"]
     if only_failed:
-        notes.append(f"Runs but none completed (n = 0): {', '.join(only_failed)}.")
+        notes.append(f"Runs but no completed test error (n = 0): {', '.join(only_failed)}.")
     others = sorted(set(table.dataset[table.other_data]))
     if others:
         notes.append(f"Rows on {', '.join(others)} are not on the paper's data set ({paper_dataset}); R1's numbers are "
-                     "kept beside them for reference only.")
+                     "kept beside them for reference only, with no diff.")
+    if unmeasured:
+        notes.append(f"{len(unmeasured)} completed runs have no test error in summary.json and are not in the "
+                     f"statistics: {'; '.join(unmeasured)}")
     if incomplete:
         notes.append(f"{len(incomplete)} runs did not complete and are not in the statistics: " + "; ".join(incomplete))
     unknown = frame[frame.family.isna()]
@@ -193,7 +194,7 @@ def imagenet_table(runs: Runs, out: Path, name: str, paper_rows, top5: bool, ext
     shown = pd.DataFrame({
         "data set": numbers.dataset,
         "method": numbers.method,
-        "recipe": [_recipe(r.recipe, r.max_steps) for _, r in numbers.iterrows()],
+        "recipe": [recipe_label(r.recipe, r.max_steps) for _, r in numbers.iterrows()],
         "# params": numbers.params.map(_millions),
         "n": numbers.n.astype(int),
         "top-1 err. mean ± std": [_mean_std(r["mean"], r["std"], r.n) for _, r in numbers.iterrows()],
@@ -231,7 +232,7 @@ def table6(runs: Runs, out: Path, **_) -> Artifact:
     shown = pd.DataFrame({
         "data set": numbers.dataset,
         "method": numbers.method,
-        "recipe": [_recipe(r.recipe, r.max_steps) for _, r in numbers.iterrows()],
+        "recipe": [recipe_label(r.recipe, r.max_steps) for _, r in numbers.iterrows()],
         "# params": numbers.params.map(_millions),
         "R1 # params": numbers.paper_params.map(lambda p: p or "—"),
         "n": numbers.n.astype(int),

@@ -40,8 +40,8 @@ def _guarded(fn, what: str):
         raise WandbUnavailable(f"W&B did not answer within {TIMEOUT:.0f} s while {what}; are you online?")
     if "error" in result:
         err = result["error"]
-        raise WandbUnavailable(f"cannot read W&B while {what}: {type(err).__name__}: {err}. W&B needs the network and a "
-                               "key (wandb login, or WANDB_API_KEY); run folders are read with --runs.") from err
+        raise WandbUnavailable(f"cannot read W&B while {what}: {type(err).__name__}: {err}. W&B needs the network and "
+                               "a key (wandb login, or WANDB_API_KEY); run folders are read with --runs.") from err
     return result["value"]
 
 

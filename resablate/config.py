@@ -168,14 +168,26 @@ def _run_name() -> str:
     return name_from_overrides(_hydra_overrides()[0])
 
 
+SWEEP_GROUP = "sweep"  # `+sweep=table6` runs sweeps/table6.yaml (hydra_plugins/resablate_sweeps)
+
+
 def _sweep_name() -> str:
+    """`<artifact>` for `+sweep=<artifact>` alone, `<artifact>/<other overrides>` with more (a shortened run never lands
+    among the full runs), else the overrides. Sweeper options count (`++hydra.sweeper.params.depth='choice(8,14)'`, as
+    the Optuna sweeper rewrites `hydra.sweeper.params.depth=choice(8,14)`, names the folder like the line typed), so
+    two searches never share a folder and its study storage."""
     task, hydra = _hydra_overrides()
     sweeper = [
-        o
-        for o in hydra
-        if (o.startswith("hydra.sweeper") or o.startswith("hydra/sweeper")) and o.split("=", 1)[0] not in NOT_IN_SWEEP_NAME
+        line
+        for line in (o.lstrip("+") for o in hydra)
+        if line.startswith(("hydra.sweeper", "hydra/sweeper")) and line.split("=", 1)[0] not in NOT_IN_SWEEP_NAME
     ]
-    return name_from_overrides([*task, *sweeper])
+    artifact = [o.split("=", 1)[1] for o in task if o.lstrip("+").split("=", 1)[0] == SWEEP_GROUP]
+    rest = [o for o in task if o.lstrip("+").split("=", 1)[0] != SWEEP_GROUP]
+    name = name_from_overrides([*rest, *sweeper])
+    if artifact:
+        return artifact[-1] if name == "default" else f"{artifact[-1]}/{name}"
+    return name
 
 
 def register() -> None:
@@ -260,6 +272,47 @@ def check_override_keys(args: list[str]) -> None:
             node = node._get_node(part) if isinstance(node._get_node(part), DictConfig) else None
 
 
+def check_group_options(args: list[str]) -> None:
+    """Every `group=option` of the command line (each value of a sweep `group=a,b` too) names a file of
+    conf/<group>/; else one line naming the option and the valid ones (Hydra would add a dozen lines of search path)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import HydraException
+
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    except HydraException:
+        return  # a grammar error: Hydra reports it with its position
+    for override in overrides:
+        if override.key_or_group not in groups or override.package or override.type.name == "DEL":
+            continue
+        value = override.value()
+        names = value.list if isinstance(value, ChoiceSweep) else [value] if isinstance(value, str) else []
+        valid = sorted(p.stem for p in (CONF_DIR / override.key_or_group).glob("*.yaml"))
+        for name in names:
+            if isinstance(name, str) and name not in valid:
+                raise ConfigError(f"{override.key_or_group}={name} is not an option; valid: {', '.join(valid)}")
+
+
+def check_output_dir(args: list[str]) -> None:
+    """The run folder (sweep folder under -m) can be created: Hydra makes it before anything of ours runs, and a path
+    under a file or in a read-only folder would end in its traceback."""
+    import os
+
+    key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
+    given = [a.split("=", 1)[1].strip("'\"") for a in args if a.split("=", 1)[0] == key]
+    value = given[-1] if given else ("multirun" if key == "hydra.sweep.dir" else "outputs")
+    if "${" in value:
+        return  # an interpolation: known only once composed
+    path = Path(value).expanduser().absolute()
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={value} cannot be a folder: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={value} cannot be written: {existing} is read-only for this user")
+
+
 def enum_name(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
@@ -312,6 +365,27 @@ def check_trainer(trainer: DictConfig) -> None:
         raise ConfigError(f"trainer.precision={trainer.precision!r} is not valid; valid: {', '.join(PRECISIONS)}")
     if trainer.progress_bar not in PROGRESS_BARS:
         raise ConfigError(f"trainer.progress_bar={trainer.progress_bar!r} is not valid; valid: {', '.join(PROGRESS_BARS)}")
+    _check_accelerator(str(trainer.accelerator), int(trainer.devices))
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if str(trainer.strategy) not in strategies:
+        raise ConfigError(f"trainer.strategy={trainer.strategy!r} is not valid; valid: {', '.join(strategies)}")
+
+
+def _check_accelerator(accelerator: str, devices: int) -> None:
+    """Lightning would refuse these only when building the Trainer, with a traceback and a run folder left behind."""
+    import torch
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    valid = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+    if accelerator not in valid:
+        raise ConfigError(f"trainer.accelerator={accelerator!r} is not valid; valid: {', '.join(valid)}")
+    if accelerator in ("gpu", "cuda"):
+        found = torch.cuda.device_count()
+        if devices > found:
+            raise ConfigError(f"trainer.accelerator={accelerator} with trainer.devices={devices}, but this machine has "
+                              f"{found} CUDA GPU(s); use trainer.accelerator=cpu (or auto) or fewer devices")
 
 
 def effective_max_steps(cfg: DictConfig) -> int:

@@ -1,25 +1,34 @@
 """Several processes per job, correct under Hydra multirun.
 
-Lightning's `strategy=ddp` starts ranks 1..N-1 by re-running `sys.argv` (lightning_fabric `_hydra_subprocess_cmd`). Under
-`-m` that argv holds the sweep lists, so each child runs a sweep of its own and ranks train different configurations
-(Lightning issue 11300, Hydra issue 2070; the fix was reverted upstream). Here each child rank instead re-runs the job's own
-saved config in RUN mode, into the same run folder:
+Lightning's `strategy=ddp` starts ranks 1..N-1 by re-running `sys.argv` (lightning_fabric `_hydra_subprocess_cmd`).
+Under `-m` that argv holds the sweep lists, so each child runs a sweep of its own and ranks train different
+configurations (Lightning issue 11300, Hydra issue 2070; the fix was reverted upstream). Here each child rank instead
+re-runs the job's own saved config in RUN mode, into the same run folder:
 
-    python -m resablate -cp <job dir>/.hydra -cn config hydra.run.dir=<job dir> hydra.output_subdir=null hydra.job.name=<name>_rank<k>
+    python -m resablate -cp <job dir>/.hydra -cn config hydra.run.dir=<job dir> hydra.output_subdir=null \
+        hydra.job.name=<name>_rank<k>
 
-and after each job the process group is destroyed and the rank variables Lightning put in the environment are removed, so
-job k+1 starts fresh ranks instead of hanging at "Initializing distributed" (ECOSYSTEM.md).
+and after each job the children are reaped, Lightning's child-process observer is disarmed, the process group is
+destroyed and the rank variables Lightning put in the environment are removed, so job k+1 starts fresh ranks instead
+of hanging at "Initializing distributed" (ECOSYSTEM.md).
 
 Launchers that create one process per rank themselves (submitit with `tasks_per_node = devices`) are handed to Lightning
 as a cluster environment, so Lightning relaunches nothing: `SLURMEnvironment(auto_requeue=False)` on SLURM (submitit
-requeues), `SubmititLocalEnvironment` for `hydra/launcher=submitit_local`.
+requeues), `SubmititLocalEnvironment` for submitit's local executor (`hydra/launcher=local`).
+
+`RESABLATE_RANK_RECORDS=1` makes every rank record what it trained (`record_rank`); the tests use it to prove that
+the ranks of a job trained one configuration.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.environments import ClusterEnvironment
@@ -28,11 +37,17 @@ from resablate.config import ConfigError
 
 RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "RANK",
                   "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED")
+SPAWNED_RANK_ENV = "RESABLATE_SPAWNED_RANK"  # set in the ranks that spawn_ranks starts (trainer=ddp_spawn)
+RANK_RECORDS_ENV = "RESABLATE_RANK_RECORDS"  # "1": every rank records what it trained (record_rank)
+# How long a rank may take to exit after its job: a finished job's ranks are exiting; a failed job's may hang.
+CHILD_GRACE_SECONDS = {False: 300, True: 15}
 
 
 def is_main_process() -> bool:
     """False in a rank > 0 process, however it was started (Lightning's relaunch, submitit local, SLURM)."""
     env = os.environ
+    if SPAWNED_RANK_ENV in env:  # started by spawn_ranks, maybe inside a submitit task whose variables it inherited
+        return env[SPAWNED_RANK_ENV] == "0"
     executor = env.get("SUBMITIT_EXECUTOR")
     if executor == "local" and "SUBMITIT_LOCAL_GLOBALID" in env:
         return env["SUBMITIT_LOCAL_GLOBALID"] == "0"
@@ -81,19 +96,34 @@ class SubmititLocalEnvironment(ClusterEnvironment):
 
 def cluster_plugins(devices: int, num_nodes: int, strategy: str) -> list[ClusterEnvironment]:
     """The cluster environment for a launcher that made the ranks, after checking it made the right number of them."""
+    spawn = strategy.startswith("ddp_spawn")
+    if spawn and num_nodes != 1:
+        raise ConfigError(
+            f"trainer=ddp_spawn runs on one node, not trainer.num_nodes={num_nodes}; across nodes use trainer=ddp with "
+            "hydra/launcher=slurm"
+        )
+    if SPAWNED_RANK_ENV in os.environ:  # its rank variables are set; an explicit environment beats SLURM's detection
+        from lightning_fabric.plugins.environments import LightningEnvironment
+
+        return [LightningEnvironment()]
     executor = os.environ.get("SUBMITIT_EXECUTOR")
     if executor not in ("local", "slurm"):
         return []
     tasks = int(os.environ["SUBMITIT_LOCAL_NTASKS"] if executor == "local" else os.environ.get("SLURM_NTASKS", 1))
+    if spawn:
+        if tasks != 1:
+            raise ConfigError(
+                f"trainer=ddp_spawn starts its own {devices} processes, so the job needs 1 submitit task, not {tasks}: "
+                "set hydra.launcher.tasks_per_node=1, or use trainer=ddp with one task per device"
+            )
+        return []
     wanted = devices * num_nodes if strategy.startswith("ddp") or devices * num_nodes > 1 else 1
     if tasks != wanted:
         raise ConfigError(
             f"trainer.devices={devices} x trainer.num_nodes={num_nodes} needs {wanted} submitit tasks, but the job has "
-            f"{tasks}: set hydra.launcher.tasks_per_node={devices} (and hydra.launcher.nodes={num_nodes}); with fewer tasks "
-            "Lightning would relaunch submitit's entry point with Hydra's arguments (Hydra issue 2231)"
+            f"{tasks}: set hydra.launcher.tasks_per_node={devices} (and hydra.launcher.nodes={num_nodes}); with fewer "
+            "tasks Lightning would relaunch submitit's entry point with Hydra's arguments (Hydra issue 2231)"
         )
-    if strategy == "ddp_spawn" and tasks > 1:
-        raise ConfigError("trainer=ddp_spawn starts its own processes; under submitit use trainer=ddp with one task per device")
     if executor == "local":
         return [SubmititLocalEnvironment()]
     from lightning_fabric.plugins.environments import SLURMEnvironment
@@ -129,10 +159,107 @@ def install_rank_relaunch(strategy: str) -> None:
     launcher._hydra_subprocess_cmd = _rank_command
 
 
-def end_job(trainer, launched_ranks: bool) -> None:
-    """Leave the process as a fresh one for the next job of a multirun: children reaped, group and variables gone."""
-    for proc in getattr(getattr(trainer.strategy, "launcher", None), "procs", []):
-        proc.wait(timeout=120)
+def spawns_ranks(strategy: str) -> bool:
+    """True in the one process of a `trainer=ddp_spawn` job, which starts the ranks instead of training."""
+    return strategy.startswith("ddp_spawn") and SPAWNED_RANK_ENV not in os.environ
+
+
+def lightning_strategy(strategy: str) -> str:
+    """The strategy handed to Lightning: a spawned rank was started by `spawn_ranks` and runs plain DDP."""
+    return strategy.replace("ddp_spawn", "ddp", 1) if SPAWNED_RANK_ENV in os.environ else strategy
+
+
+def spawn_ranks(cfg, devices: int, previous: dict | None) -> None:
+    """trainer=ddp_spawn: start `devices` ranks with torch.multiprocessing (spawn) and wait for them.
+
+    Each rank runs the job past its checks (`prepare`, `_fit`) as rank k of plain DDP: it builds its own data and
+    network, and rank 0 writes the run folder; this process holds the folder's lock and read its `previous` summary.
+    Lightning's own ddp_spawn runs only `fit` in its workers (and `test` in new ones) and hands back little more than
+    the weights and the last metrics, so steps, metrics.csv rows, the W&B run and timings would be lost or split
+    between processes. Costs: a slow start (each rank imports torch and rebuilds the data), and the config and Hydra's
+    state must pickle. It never re-runs the command line, so it works from notebooks and under any launcher.
+    """
+    import socket
+
+    import cloudpickle  # submitit's dependency; Hydra's state holds OmegaConf resolvers, which pickle cannot take
+    import torch.multiprocessing as mp
+    from hydra.core.singleton import Singleton
+
+    with socket.socket() as s:  # a free port for the ranks' rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hydra_state = cloudpickle.dumps(Singleton.get_state())  # as hydra-submitit-launcher hands it to its jobs
+    # join=True: a rank that fails ends the others and raises here, with its traceback
+    mp.start_processes(_spawned_rank, args=(cfg, devices, port, hydra_state, previous), nprocs=devices, join=True,
+                       start_method="spawn")
+
+
+def _spawned_rank(rank: int, cfg, world_size: int, port: int, hydra_state: bytes, previous: dict | None) -> None:
+    import cloudpickle
+    from hydra.core.singleton import Singleton
+
+    from resablate.train import TrialPruned, _fit, prepare
+
+    Singleton.set_state(cloudpickle.loads(hydra_state))  # HydraConfig of the job: run folder, overrides, sweep
+    os.environ.update({SPAWNED_RANK_ENV: str(rank), "LOCAL_RANK": str(rank), "NODE_RANK": "0",
+                       "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    try:
+        _fit(prepare(cfg), previous)
+    except TrialPruned:
+        pass  # the verdict is in summary.json; the spawning process raises it
+
+
+def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
+    """Debug hook, on when RESABLATE_RANK_RECORDS=1: each rank writes `ranks/rank<k>.json` after training, naming what
+    it trained: the digest of its composed config (seed included), its seed, steps, and the digest of its parameters.
+
+    Parameters alone cannot tell: DDP broadcasts rank 0's weights at the start and averages the gradients, so a rank
+    that trained another configuration of the same network ends with the same weights. The config digest shows it (a
+    child that re-ran the sweep trains the sweep's first job, whatever job it was started for); the parameter digest
+    shows that the ranks stayed in step. BatchNorm statistics are left out: each rank updates them from its own shard.
+    """
+    if os.environ.get(RANK_RECORDS_ENV) != "1":
+        return
+    from resablate.config import to_container
+    from resablate.records import atomic_write_text
+
+    config = json.dumps(to_container(cfg), sort_keys=True)
+    params = hashlib.sha256()
+    for name, tensor in module.named_parameters():
+        params.update(name.encode())
+        params.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    record = {
+        "rank": trainer.global_rank,
+        "world_size": trainer.world_size,
+        "seed": cfg.seed,
+        "steps": trainer.global_step,
+        "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
+        "params_sha256": params.hexdigest(),
+    }
+    folder = Path(run_dir) / "ranks"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"rank{trainer.global_rank}.json", json.dumps(record, indent=2) + "\n")
+
+
+def end_job(trainer, launched_ranks: bool, failed: bool = False) -> None:
+    """Leave the process as a fresh one for the next job of a multirun: children reaped, group and variables gone.
+
+    Lightning's child-process observer (a thread polling `launcher.procs` every 5 s) SIGKILLs this whole process when a
+    rank exits non-zero, even after the job is over; emptying the list it watches stops it, so a rank that ends badly
+    after its job cannot take the next jobs of the sweep down with it. A failed job's ranks may wait forever in a
+    collective: they get a short grace, then are killed.
+    """
+    shared = getattr(getattr(trainer.strategy, "launcher", None), "procs", None)
+    procs = [p for p in shared or [] if isinstance(p, subprocess.Popen)]  # ddp's; multiprocessing launchers join theirs
+    if procs:
+        shared.clear()  # the observer's list: empty, it reports success and stops
+    for proc in procs:
+        try:
+            proc.wait(timeout=CHILD_GRACE_SECONDS[failed])
+        except subprocess.TimeoutExpired:
+            print(f"[resablate] rank process {proc.pid} did not exit after its job; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     if launched_ranks:

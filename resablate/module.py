@@ -159,8 +159,33 @@ class ResNetModule(pl.LightningModule):
         self._log_eval(("test",))
 
     # ---------------------------------------------------------------------------------------------------- checkpoint
+    # A resumed run must end bitwise equal to an uninterrupted one: besides the weights, optimizer and data position
+    # that Lightning saves, the checkpoint holds the global RNG (dropout_shortcut draws from it), the open logging
+    # window (else the first window after a resume averages fewer steps) and the last logged training metrics.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["resablate"] = {"warmup_done": self.warmup_done}
+        window = self._window
+        if self.trainer.world_size > 1:  # every rank dumps the checkpoint, so the sum is a collective all ranks join
+            window = self.trainer.strategy.reduce(window.clone(), reduce_op="sum")
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)  # the same on every rank: all are seeded alike
+        checkpoint["resablate"] = {
+            "warmup_done": self.warmup_done,
+            "window": window.tolist(),
+            "window_steps": self._window_steps,
+            "last_train": dict(self.last_train),
+            "rng": rng,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.warmup_done = checkpoint.get("resablate", {}).get("warmup_done", self.warmup_done)
+        state = checkpoint.get("resablate", {})
+        self.warmup_done = state.get("warmup_done", self.warmup_done)
+        self.last_train = dict(state.get("last_train", self.last_train))
+        if "window" in state and self.global_rank == 0:  # rank 0 carries the ranks' summed window; others restart at 0
+            self._window = torch.tensor(state["window"], dtype=self._window.dtype)
+            self._window_steps = state["window_steps"]
+        rng = state.get("rng", {})
+        if "cpu" in rng:
+            torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"], torch.cuda.current_device())

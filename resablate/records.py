@@ -7,6 +7,8 @@
       checkpoints/last.ckpt       written atomically every N steps; last.prev.ckpt is the one before
       checkpoints/best.ckpt       lowest val/err, when there is a validation split
       wandb/                      the W&B run (offline unless a key is configured)
+      resablate_rank<k>.log       the log of rank k > 0 of a trainer=ddp job (rank 0's: resablate.log)
+      ranks/rank<k>.json          what rank k trained, with RESABLATE_RANK_RECORDS=1 (resablate.distributed.record_rank)
 
 Analysis reads run folders through `load_runs` and `load_metrics`; it never trains.
 """
@@ -35,7 +37,7 @@ CONFIG = ".hydra/config.yaml"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 PREVIOUS = "last.prev.ckpt"
-STATUSES = ("running", "completed", "failed", "diverged", "pruned")
+STATUSES = ("running", "completed", "failed", "diverged", "pruned", "interrupted")
 
 
 class RunFolderBusy(RuntimeError):
@@ -86,27 +88,44 @@ class RunFolder:
 
     def last_checkpoint(self) -> tuple[Path, int] | None:
         """The newest readable checkpoint and its step; a corrupt last.ckpt is reported and the previous one used."""
+        damaged = []
         for name in (LAST, PREVIOUS):
             file = self.checkpoints / name
             if not file.exists():
                 continue
             try:
-                state = torch.load(file, map_location="cpu", weights_only=False)
-                return file, int(state["global_step"])
+                step = int(torch.load(file, map_location="cpu", weights_only=False)["global_step"])
             except Exception as err:  # truncated or foreign file: fall back, and say so
-                print(f"[resablate] checkpoint {file} is unreadable ({type(err).__name__}: {err}); trying an older one")
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                print(f"[resablate] checkpoint {file} is truncated or damaged, not used "
+                      f"({type(err).__name__}: {reason})", flush=True)
+                damaged.append(file)
+                continue
+            if damaged:
+                print(f"[resablate] resuming from the previous checkpoint {file} (step {step}) instead", flush=True)
+            return file, step
+        if damaged:
+            print(f"[resablate] no readable checkpoint in {self.checkpoints}: starting over", flush=True)
         return None
 
     @contextmanager
     def lock(self):
-        """Hold the folder for this process; a second live job on the same folder fails at once."""
+        """Hold the folder for this process; a second live job on the same folder fails at once. The OS drops the lock
+        when its process dies, however it dies, so a killed job never leaves its folder locked."""
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / ".lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
             handle.close()
-            raise RunFolderBusy(f"run folder {self.path} is in use by another live job") from None
+            by = f" (pid {holder})" if holder else ""
+            raise RunFolderBusy(f"run folder {self.path} is in use by another live job{by}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
         try:
             yield self
         finally:

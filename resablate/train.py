@@ -2,23 +2,34 @@
 
 Order matters: everything that can be wrong with the config or the data is checked (`prepare`) before a Trainer exists,
 so a bad value costs seconds, not a run. Then the run folder is locked, resumed from its last checkpoint when `resume=auto`,
-trained, tested, and closed with `summary.json` whatever happens (`completed`, `diverged`, `pruned`, `failed`).
+trained, tested, and closed with `summary.json` whatever happens (`completed`, `diverged`, `pruned`, `failed`,
+`interrupted`).
+
+Nothing is lost: a job killed outright resumes from its last checkpoint (written atomically every N steps) and ends
+bitwise equal to an uninterrupted one on CPU; SIGTERM, SIGUSR1 and SIGUSR2 (SLURM preemption and time limits) save a
+checkpoint at the next step boundary first. Exit status of `python -m resablate` (one run): 0 completed, 2 bad input or
+a run folder held by another live job, 3 diverged, 128 + N stopped by signal N (143 for SIGTERM); under `-m` a diverged
+job returns NaN, so the sweep goes on and an Optuna trial is told FAIL.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
+import optuna
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from resablate.config import (
     ConfigError,
@@ -29,17 +40,46 @@ from resablate.config import (
     enum_name,
     to_container,
 )
-from resablate.distributed import cluster_plugins, end_job, install_rank_relaunch, is_main_process
+from resablate.distributed import (
+    cluster_plugins,
+    end_job,
+    install_rank_relaunch,
+    is_main_process,
+    lightning_strategy,
+    record_rank,
+    spawn_ranks,
+    spawns_ranks,
+)
 from resablate.models import SHORTCUTS, ResNet, build_network, count_macs, count_params
 from resablate.module import ResNetModule
+from resablate.records import LAST, AtomicCheckpointIO, MetricsLogger, RunFolder, RunFolderBusy
 from resablate.tracking import wandb_logger
-from resablate.records import AtomicCheckpointIO, MetricsLogger, RunFolder
 
 OBJECTIVE_KEYS = ("val_error", "test_error", "train_error", "macs", "params", "wall_seconds")
+FINAL = ("completed", "diverged", "pruned")  # statuses that resume=auto leaves alone; failed and interrupted resume
 
 
-class TrialPruned(Exception):
-    """Raised by a job that its Optuna trial pruned; the sweeper turns it into a PRUNED trial."""
+class TrialPruned(optuna.TrialPruned):
+    """Raised by a job that its Optuna trial pruned; the sweeper records the trial as PRUNED (optuna's own exception, so
+    any Optuna-driven launcher understands it), after summary.json says `status: pruned`."""
+
+
+MIN_EVALUATIONS = 3
+
+
+def eval_interval(eval_every: int, total_steps: int) -> int:
+    """Steps between evaluations. A run shorter than its recipe's `eval_every` (a recipe shortened by trainer.max_steps)
+    would be evaluated once, at its end: no curve, and nothing for a pruner to act on before the end. Such a run is
+    evaluated at a third, two thirds and the end of training instead."""
+    if eval_every <= total_steps:
+        return eval_every
+    return max(1, total_steps // MIN_EVALUATIONS)
+
+
+class Interrupted(SystemExit):
+    """A job stopped by a signal after saving last.ckpt. A SystemExit, so that Hydra and the sweepers pass it on
+    (the sweep stops; an Optuna trial stays RUNNING and a re-run takes it over); the exit status is 128 + the signal's
+    number, what a shell reports for a process the signal killed."""
 
 
 @dataclass
@@ -115,6 +155,9 @@ def build_net(cfg: DictConfig, datamodule: pl.LightningDataModule) -> ResNet:
 def prepare(cfg: DictConfig) -> Job:
     """Check everything that can be checked without training; raise ConfigError naming the bad value."""
     run_dir, overrides, group = _hydra_context(cfg)
+    missing = sorted(OmegaConf.missing_keys(cfg))  # `???` in conf/, e.g. data=imagenet's root
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value and no default: set {missing[0]}=... on the command line")
     check_trainer(cfg.trainer)
     check_recipe(cfg.recipe, cfg.trainer.max_steps)
     objective = to_container(cfg.objective)
@@ -126,11 +169,11 @@ def prepare(cfg: DictConfig) -> Job:
     net = build_net(cfg, datamodule)
     try:
         datamodule.check()
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # missing, or there but damaged (CorruptDataError names the file)
         raise ConfigError(str(err)) from None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_probe"
+        probe = run_dir / f".write_probe{os.getpid()}"  # one per process: the ranks of a submitit job probe at once
         probe.write_text("")
         probe.unlink()
     except OSError as err:
@@ -195,6 +238,69 @@ class TrialReporter(pl.Callback):
             trainer.should_stop = True
 
 
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")  # SLURM preemption and --signal warnings; submitit uses USR2
+
+
+class StopForSignal(Exception):
+    """Raised by `Preemption` right after its checkpoint; `_fit` turns it into status `interrupted`."""
+
+
+class Preemption(pl.Callback):
+    """On SIGTERM, SIGUSR1 or SIGUSR2 the job ends the step it is in, saves last.ckpt and stops training at once (no
+    evaluation); `_fit` then records `interrupted`, runs the handler that was there before (submitit's requeue), and
+    exits with 128 + N.
+
+    The handler only sets a flag: saving inside it could interrupt a half-done optimizer step. Lightning's own SIGTERM
+    handler (raise at the next step, no checkpoint) is replaced while training runs and comes back at teardown. With
+    several ranks the flag is summed over them every `sync_every` steps, so that all stop at the same step.
+    """
+
+    def __init__(self, checkpoint: Path, sync_every: int):
+        self.checkpoint, self.sync_every = checkpoint, sync_every
+        self.received: int | None = None
+        self.stopped_at: int | None = None
+        self.signals = [s for s in (getattr(signal, name, None) for name in PREEMPTION_SIGNALS) if s is not None]
+        self.before = {s: signal.getsignal(s) for s in self.signals}  # built before Lightning installs its own
+        self._trainer = None
+
+    def on_train_start(self, trainer, pl_module):
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only
+        self._trainer = trainer
+        for signum in self.signals:
+            signal.signal(signum, self._receive)
+
+    def _receive(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+            launcher = getattr(self._trainer.strategy, "launcher", None) if self._trainer is not None else None
+            if getattr(launcher, "procs", None):  # ranks this process started: they stop at the same step
+                launcher.kill(signum)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        stop = self.received is not None
+        if trainer.world_size > 1:
+            if trainer.global_step % self.sync_every:
+                return
+            flag = torch.tensor(float(stop), device=pl_module.device)
+            stop = bool(trainer.strategy.reduce(flag, reduce_op="sum").item() > 0)
+        if stop:
+            self.received = self.received or signal.SIGTERM
+            trainer.save_checkpoint(self.checkpoint)
+            self.stopped_at = trainer.global_step
+            raise StopForSignal  # not trainer.should_stop: Lightning would run a validation first
+
+    def signal_name(self) -> str:
+        return signal.Signals(self.received).name
+
+    def pass_on(self) -> None:
+        """The handler installed before the job (submitit: checkpoint and requeue), then exit with 128 + N."""
+        before = self.before.get(self.received)
+        if callable(before):
+            before(self.received, None)
+        raise Interrupted(128 + self.received)
+
+
 def _current_trial():
     try:
         from hydra_plugins.resablate_optuna_sweeper.trial import current_trial
@@ -215,14 +321,43 @@ def _progress_bar(mode: str) -> list[pl.Callback]:
 def train(cfg: DictConfig) -> float | list[float]:
     job = prepare(cfg)
     run = job.run
-    previous = run.summary()
-    if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in ("completed", "diverged", "pruned"):
-        print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
-        if previous["status"] == "pruned":
-            raise TrialPruned(f"pruned at step {previous.get('pruned_at')}")
-        return objective_value(cfg, previous)
-    with run.lock() if is_main_process() else nullcontext():  # ranks > 0 share the folder of their job's rank 0
+    with ExitStack() as held:
+        if is_main_process():  # ranks > 0 share the folder of their job's rank 0
+            try:
+                held.enter_context(run.lock())
+            except RunFolderBusy as err:
+                return _busy(cfg, err)
+        previous = run.summary()  # read under the lock: a job that just finished the folder is seen as finished
+        if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
+            print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
+            if previous["status"] == "pruned":
+                raise TrialPruned(f"pruned at step {previous.get('pruned_at')}")
+            return objective_value(cfg, previous)
+        if spawns_ranks(str(cfg.trainer.strategy)):  # trainer=ddp_spawn: the ranks it starts train, it waits
+            return _spawned(job, previous)
         return _fit(job, previous)
+
+
+def _spawned(job: Job, previous: dict | None) -> float | list[float]:
+    """trainer=ddp_spawn: the ranks run `_fit` (resablate.distributed.spawn_ranks); rank 0's summary is the result."""
+    spawn_ranks(job.cfg, job.cfg.trainer.devices, previous)
+    summary = job.run.summary() or {"status": "failed"}
+    if summary["status"] == "pruned":
+        raise TrialPruned(f"pruned at step {summary.get('pruned_at')}")
+    return objective_value(job.cfg, summary)
+
+
+def _busy(cfg: DictConfig, err: RunFolderBusy) -> float | list[float]:
+    """Two identical sweeps started together share their jobs: the job another live worker holds is skipped here
+    (that worker finishes it, and a later re-run finds it done). A single run, or an Optuna trial, fails instead."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN or _current_trial() is not None:
+        raise err
+    print(f"[resablate] {err}: skipped here, that job finishes it", flush=True)
+    objective = to_container(cfg.objective)
+    return float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)
 
 
 def _fit(job: Job, previous: dict | None) -> float | list[float]:
@@ -233,6 +368,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
     if resume is None and main:  # a fresh start leaves nothing of an earlier attempt behind
         for stale in ("metrics.csv", "summary.json"):
             (run.path / stale).unlink(missing_ok=True)
+        previous = None  # nor counts its wall time
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
     net = torch.compile(job.net) if cfg.compile else job.net
@@ -267,15 +403,17 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
     reporter = TrialReporter(trial, "val/err" if dm.val_size else "test/err") if trial is not None else None
     if reporter is not None:
         callbacks.append(reporter)
+    preemption = Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps)
+    callbacks.append(preemption)
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy,
+        strategy=lightning_strategy(str(cfg.trainer.strategy)),
         precision=cfg.trainer.precision,
         max_steps=job.total_steps,
         max_epochs=-1,
-        val_check_interval=min(job.recipe["eval_every"], job.total_steps),
+        val_check_interval=eval_interval(job.recipe["eval_every"], job.total_steps),
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
@@ -301,14 +439,22 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         else:
             trainer.test(module, datamodule=dm, verbose=False)
             status = "completed"
+            record_rank(run.path, trainer, module, cfg)
+    except (StopForSignal, SIGTERMException):  # the latter: SIGTERM before training or in the test (Lightning's handler)
+        preemption.received = preemption.received or signal.SIGTERM
+        status, summary["signal"] = "interrupted", preemption.signal_name()
+        if preemption.stopped_at is not None:
+            summary["interrupted_at"] = preemption.stopped_at
     except BaseException as err:
         summary["error"] = f"{type(err).__name__}: {err}"
         raise
     finally:
         _finish(job, trainer, module, stopwatch, summary, status, time.perf_counter() - start, previous, wandb)
-        end_job(trainer, launched_ranks)
+        end_job(trainer, launched_ranks, failed=status == "failed")
     if status == "pruned":
         raise TrialPruned(f"pruned at step {summary['pruned_at']}")
+    if status == "interrupted":
+        preemption.pass_on()
     return objective_value(cfg, summary)
 
 
@@ -332,6 +478,7 @@ def _base_summary(job: Job, trainer: pl.Trainer) -> dict[str, Any]:
 
 def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous, wandb) -> None:
     """summary.json, the final console line and wandb.finish(), whatever ended the run. Rank 0 writes."""
+    summary["status"] = status  # every rank returns its objective from it
     if trainer.global_rank == 0:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         summary.update(
@@ -362,7 +509,11 @@ def _print_result(job: Job, s: dict) -> None:
     what = " ".join(job.overrides) or "defaults"
     errors = ", ".join(f"{k} {s[f'{k}_error']:.2f}%" for k in ("test", "val", "train") if s.get(f"{k}_error") is not None)
     ips = f"{s['images_per_second']:.0f} img/s" if s.get("images_per_second") else "- img/s"
-    extra = {"diverged": f" at step {s.get('diverged_at')}", "pruned": f" at step {s.get('pruned_at')}"}.get(s["status"], "")
+    extra = {
+        "diverged": f" at step {s.get('diverged_at')} (non-finite training loss)",
+        "pruned": f" at step {s.get('pruned_at')}",
+        "interrupted": f" by {s.get('signal')} at step {s['steps']} (the same command resumes it)",
+    }.get(s["status"], "")
     print(f"[resablate] {what}: {s['status']}{extra}, {errors or 'no errors measured'}; {s['steps']} steps, {ips}, "
           f"{s['wall_seconds']:.0f}s -> {job.run.path}", flush=True)
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _cli
 from .config import OptunaSweeperConf, OptunaSweeperError, PrunerArgs
 from .trial import ENV_VAR, TrialHandle, current_trial
+
+_cli.install()  # `hydra.sweeper.params.KEY=choice(...)` on the command line (see _cli.py)
 
 __all__ = [
     "ENV_VAR",

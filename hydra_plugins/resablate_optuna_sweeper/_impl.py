@@ -15,7 +15,8 @@ TPE sample the excluded end of `range(a, b)`. Here:
   `heartbeat_interval` s): on the same machine a trial is stale when its process is gone; from another machine when
   its heartbeat is older than `stale_after`. A live worker's trial is never taken over.
 - Failed jobs are told FAIL (reason in the trial's system attr `fail_reason`) and the sweep goes on until the failed
-  fraction of the study's finished trials exceeds `max_failure_rate`.
+  fraction of the study's finished trials exceeds `max_failure_rate`. A job that returns NaN or inf (a run that
+  diverged) is told FAIL too, but does not count there: it is an outcome of its parameters, not a broken job.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ HEARTBEAT_ATTR = "resablate:heartbeat"  # time.time() of the owner's last livene
 OVERRIDES_ATTR = "resablate:overrides"  # the job's task overrides, replayed when the trial is taken over
 FAIL_REASON_ATTR = "fail_reason"  # the key optuna itself uses for failed trials
 TRACEBACK_ATTR = "resablate:traceback"
+NON_FINITE_ATTR = "resablate:non_finite"  # FAIL because the objective was NaN/inf: not counted by max_failure_rate
+NON_FINITE = "the task returned a non-finite objective"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 RESULTS_FILE = "optuna_results.yaml"
 PARETO_FILE = "pareto_front.csv"
@@ -386,6 +389,8 @@ class OptunaSweeperImpl:
                 log.info("Trial %d pruned", job.number)
             else:
                 self.storage.set_trial_system_attr(job.trial_id, FAIL_REASON_ATTR, reason)
+                if reason and reason.startswith(NON_FINITE):
+                    self.storage.set_trial_system_attr(job.trial_id, NON_FINITE_ATTR, True)
                 if trace:
                     self.storage.set_trial_system_attr(job.trial_id, TRACEBACK_ATTR, trace)
                 self.study.tell(job.number, state=TrialState.FAIL)
@@ -395,7 +400,7 @@ class OptunaSweeperImpl:
 
     def _check_failure_rate(self) -> None:
         finished = self.study.get_trials(deepcopy=False, states=FINISHED)
-        failed = [t for t in finished if t.state == TrialState.FAIL]
+        failed = [t for t in finished if t.state == TrialState.FAIL and not t.system_attrs.get(NON_FINITE_ATTR)]
         if finished and len(failed) / len(finished) > self.max_failure_rate:
             self._finish()
             last = max(failed, key=lambda t: t.number)
@@ -470,7 +475,7 @@ def objective_values(value: Any, n_objectives: int) -> list[float]:
     if len(values) != n_objectives:
         raise ValueError(f"the task returned {len(values)} value(s) for {n_objectives} direction(s): {values}")
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"the task returned a non-finite objective: {values}")
+        raise ValueError(f"{NON_FINITE}: {values}")
     return values
 
 

@@ -99,8 +99,14 @@ def storage_lock(spec: str) -> Iterator[bool]:
     if path is None or fcntl is None:
         yield False
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".sweeper-lock"), "a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(path.name + ".sweeper-lock"), "a")
+    except OSError as err:  # a path under a file, a read-only folder: one line, before any job
+        raise OptunaSweeperError(
+            f"Optuna sweeper: cannot open storage {spec!r}: {err.strerror}: {err.filename}. Valid forms: {VALID_FORMS}"
+        ) from None
+    with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield True

@@ -128,6 +128,11 @@ class CIFAR10Data(InMemoryData):
             for name in FILES:
                 if (source / name).stat().st_size == 0:
                     raise CorruptDataError(f"{source / name} is empty")
+                with open(source / name, "rb") as f:  # a pickle ends with its STOP opcode: a cut-off file does not
+                    f.seek(-1, 2)
+                    if f.read(1) != pickle.STOP:
+                        raise CorruptDataError(f"{source / name} is not a readable CIFAR-10 batch (truncated: it does "
+                                               f"not end with pickle's STOP byte)")
             read_meta((source / META).read_bytes(), str(source / META))
         else:
             read_archive(source, read=False)  # lists the members: decompresses, keeps nothing

@@ -51,6 +51,16 @@ def read_idx(path: Path, header_only: bool = False) -> tuple[tuple[int, ...], np
     if dims[1:] not in ((), (28, 28)):
         raise CorruptDataError(f"{path} holds {' x '.join(map(str, dims))} images, where Fashion-MNIST has 28 x 28")
     if header_only:
+        # gzip's last 4 bytes hold the uncompressed size (mod 2^32): a cut-off file ends elsewhere, in compressed data
+        with open(path, "rb") as f:
+            f.seek(-4, 2)
+            size = int.from_bytes(f.read(4), "little")
+        header, promised = 4 + 4 * len(dims), prod(dims)
+        if size != (header + promised) % 2**32:
+            if header <= size < header + promised:  # a whole gzip stream of too little data
+                raise CorruptDataError(f"{path} holds {size - header} bytes of data where its header promises "
+                                       f"{promised}")
+            raise CorruptDataError(f"{path} is truncated or damaged: its gzip trailer does not match its idx header")
         return dims, None
     if len(data) != prod(dims):
         raise CorruptDataError(f"{path} holds {len(data)} bytes of data where its header promises {prod(dims)}")

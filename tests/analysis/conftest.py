@@ -1,8 +1,10 @@
-"""Fixture run folders written directly in the format resablate.train writes: summary.json, metrics.csv, .hydra/config.yaml.
+"""Fixture run folders written in the format resablate.train writes: summary.json, metrics.csv, .hydra/config.yaml.
 
 `zoo` holds mixed sweeps: CIFAR-family plain and ResNet runs on cifar10 (three seeds of ResNet-20, a failed plain-56,
 a ResNet-56 with no metrics.csv, a ResNet-110 folder with a config but no summary), a diverged plain-110, a ResNet-20 on
 fashion_mnist, and ImageNet-family 18-layer nets on fashion_mnist.
+`trained` is a real sweep made by `python -m resablate -m`: plain-8 and ResNet-8 trained for a few steps on synthetic
+images, with the checkpoints fig7 measures.
 """
 
 from __future__ import annotations
@@ -103,3 +105,16 @@ def zoo(tmp_path_factory) -> Path:
         write_run(imagenet / str(i), depth=18, shortcut=shortcut, family="imagenet", dataset="fashion_mnist",
                   recipe="quick", max_steps=1000, test_error=8.6 if shortcut == "none" else 8.1)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """A real two-job sweep (plain-8, ResNet-8; 3 steps on 128 synthetic images): run folders as the app writes them."""
+    from tests.conftest import run_app
+
+    root = tmp_path_factory.mktemp("trained")
+    sweep = root / "multirun" / "fig7"
+    run_app(["-m", "data=synthetic", "data.num_samples=128", "depth=8", "shortcut=none,zero_pad", "recipe=quick",
+             "recipe.batch_size=32", "trainer.max_steps=3", "trainer.log_every_n_steps=1", "logger=csv",
+             f"hydra.sweep.dir={sweep}"], cwd=root)
+    return sweep

@@ -1,0 +1,152 @@
+"""Nothing lost to a kill: a run killed outright, then preempted, then finished ends bitwise equal to an uninterrupted
+twin; a signal saves a checkpoint first; a damaged checkpoint is named and the one before it used.
+
+The runs use shortcut=dropout_shortcut, whose masks come from the global RNG: the checkpoint must carry that RNG for the
+resumed run to draw the masks the twin draws. The logging window (3 steps) straddles the checkpoints (every 4 steps), and
+48 steps of 16 images cover three epochs of 256, so a resume lands mid-epoch and mid-window.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from resablate.records import RunFolder
+from tests.robustness.conftest import TINY, load_checkpoint, start
+
+ARGS = [*TINY, "shortcut=dropout_shortcut", "trainer.max_steps=48", "trainer.checkpoint_every_n_steps=4",
+        "trainer.log_every_n_steps=3", "trainer.deterministic=true", "seed=5"]
+RESULT = ("status", "steps", "train_loss", "train_error", "test_error")
+
+
+def wait_until(condition, proc, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the run ended before {what}:\n{out[-3000:]}\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.05)
+
+
+def step_of(path: Path) -> int | None:
+    try:
+        return int(load_checkpoint(path)["global_step"])
+    except Exception:  # not there yet, or being replaced
+        return None
+
+
+def finish(proc, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_killed_then_preempted_run_ends_equal_to_its_uninterrupted_twin(tmp_path):
+    run, twin_dir = tmp_path / "run", tmp_path / "twin"
+    command = [*ARGS, f"hydra.run.dir={run}"]
+    twin = start([*ARGS, f"hydra.run.dir={twin_dir}"], tmp_path)  # side by side with the first attempt
+
+    # 1. SIGKILL once two checkpoints exist: no summary, nothing to clean up.
+    first = start(command, tmp_path)
+    last, previous = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.prev.ckpt"
+    wait_until(previous.exists, first, "a second checkpoint")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (run / "summary.json").exists()
+    killed_at, kept = step_of(last), step_of(previous)
+    assert 0 < kept < killed_at < 48
+
+    # 2. last.ckpt cut in half: named, the previous one used; then SIGTERM once a newer checkpoint is written.
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    second = start(command, tmp_path)
+    wait_until(lambda: (step_of(last) or 0) > killed_at, second, "a checkpoint after the damaged one")
+    second.send_signal(signal.SIGTERM)
+    code, out, err = finish(second)
+    assert code == 128 + signal.SIGTERM, err[-3000:]
+    assert f"checkpoint {last} is truncated or damaged, not used" in out
+    assert f"resuming from the previous checkpoint {previous} (step {kept}) instead" in out
+    assert "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["status"], summary["signal"]) == ("interrupted", "SIGTERM")
+    assert summary["interrupted_at"] == summary["steps"] == step_of(last)  # saved at the step it stopped
+    assert killed_at < summary["steps"] < 48
+    assert f"interrupted by SIGTERM at step {summary['steps']} (the same command resumes it)" in out
+
+    # 3. The same command again finishes the run.
+    code, out, err = finish(start(command, tmp_path))
+    assert code == 0, err[-3000:]
+    code, _, err = finish(twin)
+    assert code == 0, err[-3000:]
+    resumed, uninterrupted = (json.loads((d / "summary.json").read_text()) for d in (run, twin_dir))
+    assert resumed["status"] == "completed" and resumed["steps"] == 48
+    assert {k: resumed[k] for k in RESULT} == {k: uninterrupted[k] for k in RESULT}
+    weights = [load_checkpoint(d / "checkpoints" / "last.ckpt") for d in (run, twin_dir)]
+    assert weights[0]["global_step"] == weights[1]["global_step"] == 48
+    assert weights[0]["state_dict"].keys() == weights[1]["state_dict"].keys()
+    for name, tensor in weights[0]["state_dict"].items():
+        assert torch.equal(tensor, weights[1]["state_dict"][name]), name
+    curves = [pd.read_csv(d / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin_dir)]
+    pd.testing.assert_frame_equal(*curves)  # every logged value, at every step
+
+
+def test_sigusr2_saves_at_the_step_boundary_then_hands_over_to_the_handler_before(in_process, tmp_path, monkeypatch):
+    """What submitit does on SLURM: its SIGUSR2 handler requeues the job. It runs after the checkpoint and summary."""
+    from resablate.module import ResNetModule
+
+    run = tmp_path / "run"
+    seen = []
+
+    def requeue(signum, frame):  # stands for submitit's handler: it sees the finished record
+        seen.append((signum, RunFolder(run).summary()["status"]))
+
+    training_step = ResNetModule.training_step
+
+    def signalled_step(self, batch, batch_idx):
+        if self.global_step == 5:  # the signal arrives in the middle of step 6
+            signal.raise_signal(signal.SIGUSR2)
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ResNetModule, "training_step", signalled_step)
+    before = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        code, out, err = in_process([*TINY, "trainer.max_steps=20", f"hydra.run.dir={run}"])
+        assert signal.getsignal(signal.SIGUSR2) is requeue  # given back after training
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    assert code == 128 + signal.SIGUSR2
+    assert seen == [(signal.SIGUSR2, "interrupted")]
+    summary = RunFolder(run).summary()
+    assert (summary["status"], summary["signal"], summary["interrupted_at"]) == ("interrupted", "SIGUSR2", 6)
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_last_checkpoint_is_named_and_the_previous_one_used(tmp_path, capsys, damage):
+    folder = RunFolder(tmp_path)
+    folder.checkpoints.mkdir()
+    last, previous = folder.checkpoints / "last.ckpt", folder.checkpoints / "last.prev.ckpt"
+    torch.save({"global_step": 8, "state_dict": {"w": torch.ones(1000)}}, previous)
+    torch.save({"global_step": 12, "state_dict": {"w": torch.ones(1000)}}, last)
+    data = last.read_bytes()
+    last.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint", "empty": b""}[damage])
+    assert folder.last_checkpoint() == (previous, 8)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"[resablate] checkpoint {last} is truncated or damaged, not used (")
+    assert out[1] == f"[resablate] resuming from the previous checkpoint {previous} (step 8) instead"
+
+
+def test_no_readable_checkpoint_starts_over_and_says_so(tmp_path, capsys):
+    folder = RunFolder(tmp_path)
+    folder.checkpoints.mkdir()
+    (folder.checkpoints / "last.ckpt").write_bytes(b"\x00" * 100)
+    assert folder.last_checkpoint() is None
+    assert f"[resablate] no readable checkpoint in {folder.checkpoints}: starting over" in capsys.readouterr().out
