@@ -80,9 +80,9 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
          recipe: str | None = None, ylim_20: bool = False) -> Artifact:
     art = Artifact(name, title, "figure")
     frame = runs.completed[runs.completed.family == family]
+    frame = frame[[_selected(panels, r) for _, r in frame.iterrows()]] if len(frame) else frame
     chosen, art.notes = pick_dataset(frame, PAPER_DATASET[name], dataset)
     frame = frame[frame.dataset == chosen] if chosen is not None else frame.iloc[0:0]
-    frame = frame[[_selected(panels, r) for _, r in frame.iterrows()]] if len(frame) else frame
     frame, recipe_notes = pick_recipe(frame, recipe)
     art.notes += recipe_notes
     per_panel = []
@@ -91,6 +91,10 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
         per_panel.append(load_curves(runs, selected, art.notes))
         art.runs += [r for r in selected.run_dir if r not in art.runs]  # panels may share runs (fig. 1)
     curves = [c for cs in per_panel for c in cs]
+    if curves:  # once something is drawn, an empty panel is left out (fig. 6 without ResNet-1202), and said so
+        pairs = list(zip(panels, per_panel, strict=True))
+        art.notes += [f"Panel '{p.title}' left out: {p.empty}." for p, cs in pairs if not cs]
+        panels, per_panel = [p for p, cs in pairs if cs], [cs for _, cs in pairs if cs]
     depths = sorted({c.depth for c in curves})
     palette = dict(zip(depths, sns.color_palette("tab10" if len(depths) <= 10 else "husl", len(depths)), strict=True))
     last_step = max((s.index.max() for c in curves for s in (c.train, c.evaluation) if len(s)), default=0)
@@ -120,7 +124,7 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
         ax.legend(handles=handles, fontsize=8, loc="upper right")
         ax.grid(alpha=0.3)
     _set_ylim(axes[0], per_panel, panels, ylim_20, art.notes)
-    if last_step:  # panels share the x range, empty ones included
+    if last_step:  # panels share the x range
         for ax in axes[0]:
             ax.set_xlim(0, last_step / scale * 1.02)
     where = f"{chosen}" if chosen else "no runs"
@@ -133,7 +137,9 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
     if len(not_done):
         art.notes.append("Not completed, not drawn: " + "; ".join(describe(r) for _, r in not_done.iterrows()))
     if not curves:
-        art.notes.append(f"No completed {family}-family runs with metrics to draw.")
+        wanted = "; ".join(dict.fromkeys(p.empty for p in panels))
+        art.notes.append(f"Nothing drawn: no completed {family}-family runs with metrics of this figure's networks "
+                         f"({wanted}).")
     return save_figure(fig, art, out)
 
 

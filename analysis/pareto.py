@@ -53,7 +53,8 @@ def pareto(runs: Runs, out: Path, dataset: str | None = None, **_) -> Artifact:
             empty_panel(ax, "no completed runs")
             continue
         x = frame[cost] / 1e6
-        sns.scatterplot(x=x, y=frame[metric], hue=frame.shortcut, style=frame.block, ax=ax, s=40, alpha=0.8)
+        style = frame.block if frame.block.nunique() > 1 else None  # a legend entry for one block says nothing
+        sns.scatterplot(x=x, y=frame[metric], hue=frame.shortcut, style=style, ax=ax, s=40, alpha=0.8)
         front = frame[frame[flag]].sort_values(cost)
         ax.step(front[cost] / 1e6, front[metric], where="post", color="k", lw=1.2, label="Pareto front")
         ax.scatter(front[cost] / 1e6, front[metric], s=140, facecolors="none", edgecolors="k", lw=1.2)

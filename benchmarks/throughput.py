@@ -1,30 +1,35 @@
 """Training throughput: resablate's Lightning path against a bare PyTorch loop, same model, data, optimizer, precision.
 
     python benchmarks/throughput.py --device cpu --steps 30
-    python benchmarks/throughput.py --device cuda --steps 200 --json benchmarks/results/h100.json
+    python benchmarks/throughput.py --device cuda --json benchmarks/results/h100.json
 
 For each model (ResNet-20/56/110 of R1 section 4.2 on 32x32 images; ResNet-50 of R1 Table 1 at 224x224 on a GPU) and
-each precision, in one process and interleaved (a, b, a, b, ...):
+each precision, in one process:
 
 (a) resablate: `ResNetModule` trained by a `pl.Trainer` set up as `resablate/train.py` sets it up (MetricsLogger, no
     progress bar, no model summary, no sanity validation, `log_every_n_steps` and `val_check_interval` as configured,
     `cudnn.benchmark` on a GPU), on a `SyntheticData` module: uint8 images held on the device, batches as index slices,
     mean subtraction and pad-crop-flip on the device (`resablate/data/base.py`). Checkpointing is off: it is I/O every
-    500 steps, not per-step speed.
-(b) bare: the same network object, the same uint8 tensors and mean image, the same `TensorBatches` and `pad_crop_flip`,
-    a fresh SGD with the recipe's hyperparameters, `zero_grad(set_to_none=True)`, `torch.autocast(bf16)` around forward
-    and loss for bf16-mixed (as Lightning's MixedPrecision does).
+    500 steps, not per-step speed. ResNet-50 gets the same in-memory path at 224x224 (ImageNet's DataLoader is not
+    measured).
+(b) bare: the same network object, the same uint8 tensors on the device and mean image, batches from `TensorBatches`,
+    `random_pad_crop_flip`, the optimizer of `ResNetModule.configure_optimizers`, `zero_grad(set_to_none=True)`, and
+    `torch.autocast(bf16)` around forward and loss for bf16-mixed (as Lightning's MixedPrecision does).
 
-Each measurement runs `--warmup` untimed steps, then times `--steps` full iterations (fetch, augmentation, forward,
-backward, optimizer step, hooks, logging): from the start of iteration `warmup` to the start of iteration
-`warmup + steps`, with a device synchronisation at both ends only. images/s are medians over `--repeats` pairs;
+Interleaving: both run in one Lightning fit. After `--warmup` untimed iterations of each, a callback takes turns every
+`--chunk` iterations: it times the `chunk` Lightning iterations since its last turn (fetch, augmentation, forward,
+backward, optimizer step, every hook and logger), then runs and times `chunk` bare iterations. The bare turn runs in
+the callback before a batch's training step, outside Lightning's autocast and outside the Lightning interval. So a busy
+spell of a shared machine hits both paths alike. The device is synchronised at each turn only (hence a larger chunk on
+a GPU, where a sync stalls the queue). images/s are medians over the chunks (`*_mean`: totals, rare costs included);
 ratio = resablate_ips / bare_ips.
 
 mfu = images/s x 3 x (forward multiply-adds per image, `count_macs`) / (peak multiply-adds/s). The factor 3: the
 backward pass costs two forward passes (input and weight gradients). Peak: on a GPU, the datasheet's dense tensor-core
 rate for the precision (bf16 for bf16-mixed; TF32 for 32-true, since cuDNN runs fp32 convolutions in TF32 by default,
-`torch.backends.cudnn.allow_tf32`); on a CPU, the best rate of a 2048x2048 matrix product in that dtype measured here,
-i.e. an achievable peak, not the vendor's. `--peak-tflops` overrides both.
+`torch.backends.cudnn.allow_tf32`); on a CPU, the best rate of a large 3x3 convolution in that dtype measured here
+(`cpu_peak_macs`: an achievable peak; on this 2-core EPYC about 235 GMAC/s fp32 and 470 bf16, i.e. two cores x two
+512-bit FMA units at about 3.7 GHz, doubled by AVX512-BF16). `--peak-tflops` overrides both.
 
 time_64k_s: R1's CIFAR schedule, 64k iterations at batch 128, at the measured resablate rate (64000 x 128 / images/s).
 """
@@ -51,7 +56,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from resablate.data import SyntheticData, random_pad_crop_flip  # noqa: E402
+from resablate.data import SyntheticData, TensorBatches, random_pad_crop_flip  # noqa: E402
 from resablate.models import build_network, count_macs  # noqa: E402
 from resablate.module import ResNetModule  # noqa: E402
 from resablate.records import MetricsLogger  # noqa: E402
@@ -90,16 +95,26 @@ TRAINER_DEFAULTS = OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml")
 
 
 # ------------------------------------------------------------------------------------------------------------- peaks
-def cpu_peak_macs(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Multiply-adds/s of the fastest of `repeats` n x n matrix products in `dtype` on this CPU (an achievable peak)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b  # warm-up: oneDNN picks its kernel
+_CPU_PEAKS: dict[torch.dtype, float] = {}
+
+
+def cpu_peak_macs(dtype: torch.dtype, repeats: int = 5) -> float:
+    """Multiply-adds/s of the fastest large 3x3 convolution (256 -> 256 channels, 32x32 maps, batch 16, NHWC) in `dtype`
+    on this CPU: an achievable peak through oneDNN, the library that runs the networks' convolutions. (A matrix product
+    is no yardstick here: fp32 `mm` goes through MKL, which on this AMD CPU reaches 96 GMAC/s where oneDNN's fp32
+    convolutions reach 235.) Measured anew at each call, and the best rate of the process kept: on a shared machine a
+    busy spell only ever lowers a measurement."""
+    n, c, hw = 16, 256, 32
+    x = torch.randn(n, c, hw, hw).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c, c, 3, 3).to(dtype).contiguous(memory_format=torch.channels_last)
+    F.conv2d(x, w, padding=1)  # warm-up: oneDNN builds its kernel
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
+        F.conv2d(x, w, padding=1)
         best = min(best, time.perf_counter() - start)
-    return n**3 / best
+    _CPU_PEAKS[dtype] = max(_CPU_PEAKS.get(dtype, 0.0), n * c * c * 9 * hw * hw / best)
+    return _CPU_PEAKS[dtype]
 
 
 def peak_macs(device: torch.device, precision: str, override_tflops: float | None) -> tuple[float | None, str]:
@@ -108,7 +123,7 @@ def peak_macs(device: torch.device, precision: str, override_tflops: float | Non
         return override_tflops * 1e12 / 2, f"--peak-tflops {override_tflops}"
     if device.type == "cpu":
         dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
-        return cpu_peak_macs(dtype), f"measured 2048x2048 {str(dtype).removeprefix('torch.')} matmul"
+        return cpu_peak_macs(dtype), f"measured 3x3 conv, 256 channels, {str(dtype).removeprefix('torch.')}"
     name = torch.cuda.get_device_name(device)
     for key, (bf16, tf32) in GPU_PEAK_TFLOPS.items():  # the first key found in the name: "H100 PCIe" before "H100"
         if key in name:
@@ -124,64 +139,82 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class IterationClock(pl.Callback):
-    """Perf-counter times at the start of iterations `start` and `stop` (the device synchronised first)."""
-
-    def __init__(self, start: int, stop: int, device: torch.device):
-        self.start, self.stop, self.device = start, stop, device
-        self.times: dict[int, float] = {}
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step in (self.start, self.stop):
-            synchronize(self.device)
-            self.times[trainer.global_step] = time.perf_counter()
-
-    def seconds(self) -> float:
-        return self.times[self.stop] - self.times[self.start]
-
-
 def recipe_for(model: Model, batch: int) -> dict:
     recipe = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "recipe" / f"{model.recipe}.yaml"))
     return {**recipe, "batch_size": batch}
 
 
+def forever(batches):
+    while True:
+        yield from batches
+
+
+class Interleave(pl.Callback):
+    """Inside the Lightning fit: after `warmup` iterations, every `chunk` iterations, time the `chunk` Lightning
+    iterations since the last turn, then run and time `chunk` bare iterations. The bare turn sits between two Lightning
+    iterations and outside them (the hook runs before the batch's training step, outside autocast), so neither path
+    pays for the other; the device is synchronised at each turn only."""
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.lightning: list[float] = []  # seconds per chunk
+        self.bare: list[float] = []
+        self.mark: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        b = self.bench
+        step = trainer.global_step
+        if step < b.warmup or (step - b.warmup) % b.chunk:
+            return
+        synchronize(b.device)
+        if self.mark is not None:
+            self.lightning.append(time.perf_counter() - self.mark)
+        else:
+            b.start_bare(trainer)
+        if len(self.bare) < b.chunks:
+            self.bare.append(b.bare_iterations(b.chunk))
+        self.mark = time.perf_counter()
+
+
 class Bench:
-    """One model at one precision: the shared network, data module, and the two ways of training them."""
+    """One model at one precision: the shared network and data module, and the two ways of training them."""
 
     def __init__(self, name: str, precision: str, device: torch.device, batch: int, warmup: int, steps: int,
-                 channels_last: bool, workdir: Path):
+                 chunk: int, channels_last: bool, compile_net: bool, workdir: Path):
         spec = MODELS[name]
         self.name, self.precision, self.device, self.batch = name, precision, device, batch
-        self.warmup, self.steps, self.workdir = warmup, steps, workdir
+        self.warmup, self.chunk, self.workdir = warmup, chunk, workdir
+        self.chunks = -(-steps // chunk)
         self.recipe = recipe_for(spec, batch)
         torch.manual_seed(0)
         net = build_network(depth=spec.depth, shortcut=spec.shortcut, num_classes=spec.num_classes,
                             image_size=spec.image_size)
         self.macs = count_macs(net, (1, 3, spec.image_size, spec.image_size))
-        # One epoch holds every timed iteration when it fits in memory cheaply (epoch ends are rare in real runs too).
+        if compile_net:
+            net = torch.compile(net)  # as train.py does for compile=true; both paths then run the compiled network
+        # One epoch holds every timed iteration of both paths where that is cheap (epoch ends are rare in real runs).
         cap = 50_000 if spec.image_size <= 32 else 10_000
-        samples = min(cap, batch * (warmup + steps + 2))
+        samples = min(cap, batch * 2 * (warmup + self.chunks * chunk + 2))
         self.data = SyntheticData(batch_size=batch, num_samples=samples, image_size=spec.image_size, in_channels=3,
                                   num_classes=spec.num_classes, augment=True, seed=0)
         warmup_on = self.recipe["warmup"] == "on" or (self.recipe["warmup"] == "auto" and spec.depth >= 110)
         self.module = ResNetModule(net, self.recipe, self.recipe["max_steps"], warmup_on,
                                    log_every=TRAINER_DEFAULTS.log_every_n_steps, channels_last=channels_last)
-        self.memory_format = self.module.memory_format
 
-    # ------------------------------------------------------------------------------------------------ (a) resablate
-    def run_resablate(self) -> float:
-        clock = IterationClock(self.warmup, self.warmup + self.steps, self.device)
+    def run(self) -> tuple[list[float], list[float]]:
+        """Seconds per chunk of (a) resablate's Lightning path and (b) the bare loop, interleaved in one fit."""
+        clock = Interleave(self)
         metrics = MetricsLogger(self.workdir)
         trainer = pl.Trainer(  # as resablate/train.py builds it, minus checkpoints and W&B
             accelerator=self.device.type,
             devices=1,
             precision=self.precision,
-            max_steps=self.warmup + self.steps + 1,  # +1: the clock stops at the start of the last one
+            max_steps=self.warmup + self.chunks * self.chunk + 1,  # +1: the last turn is at the start of the last one
             max_epochs=-1,
             val_check_interval=self.recipe["eval_every"],
             check_val_every_n_epoch=None,
             num_sanity_val_steps=0,
-            limit_val_batches=0,  # no evaluation at the end of these short fits
+            limit_val_batches=0,  # no evaluation at the end of this short fit
             log_every_n_steps=TRAINER_DEFAULTS.log_every_n_steps,
             deterministic=False,
             logger=[metrics],
@@ -193,54 +226,48 @@ class Bench:
         )
         metrics.trainer = trainer
         trainer.fit(self.module, datamodule=self.data)
-        return self.steps * self.batch / clock.seconds()
+        return clock.lightning, clock.bare
 
     # ----------------------------------------------------------------------------------------------------- (b) bare
-    def run_bare(self) -> float:
-        """An idiomatic PyTorch loop over the data module's tensors (already on the device after a resablate run)."""
-        model = self.module.net.to(self.device)
-        model.train()
-        r = self.recipe
-        optimizer = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r["momentum"],
-                                    weight_decay=r["weight_decay"], nesterov=r["nesterov"])
-        batches = self.data.train_dataloader()  # the same TensorBatches over the same uint8 tensors
-        mean = self.data.mean.to(self.device)
-        generator = torch.Generator().manual_seed(0)
+    def start_bare(self, trainer: pl.Trainer) -> None:
+        """The bare loop's state, built once the data and the network are on the device; then its own warm-up."""
+        source = trainer.train_dataloader  # the TensorBatches Lightning draws from: the same uint8 tensors
+        batches = TensorBatches(source.images, source.labels, source.batch_size, train=True, seed=source.seed + 1)
+        self.stream = forever(batches)
+        self.mean = self.data.mean  # on the device, as the data module uses it
+        self.generator = torch.Generator().manual_seed(0)
+        self.optimizer = self.module.configure_optimizers()  # Lightning's optimizer: same class, same settings
+        self.bare_iterations(self.warmup)
+
+    def bare_iterations(self, iterations: int) -> float:
+        """`iterations` steps of an idiomatic PyTorch loop; the seconds they took."""
+        model, optimizer, memory_format = self.module.net, self.optimizer, self.module.memory_format
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16-mixed"
                     else nullcontext())
-        stream = forever(batches)
-        start = 0.0
-        for i in range(self.warmup + self.steps):
-            if i == self.warmup:
-                synchronize(self.device)
-                start = time.perf_counter()
-            images, labels = next(stream)
-            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            x = images.float().div_(255).sub_(mean)  # (N, C, H, W) in [0, 1] minus the mean image
-            x = random_pad_crop_flip(x, generator).contiguous(memory_format=self.memory_format)
+        synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            images, labels = next(self.stream)
+            x = images.float().div_(255).sub_(self.mean)  # (N, C, H, W) in [0, 1] minus the mean image
+            x = random_pad_crop_flip(x, self.generator).contiguous(memory_format=memory_format)
             with autocast:
                 loss = F.cross_entropy(model(x), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         synchronize(self.device)
-        return self.steps * self.batch / (time.perf_counter() - start)
-
-
-def forever(batches):
-    while True:
-        yield from batches
+        return time.perf_counter() - start
 
 
 # -------------------------------------------------------------------------------------------------------------- main
 def measure(args, name: str, precision: str, device: torch.device, workdir: Path) -> dict:
-    bench = Bench(name, precision, device, args.batch, args.warmup, args.steps, not args.no_channels_last, workdir)
-    ours, bare = [], []
-    for _ in range(args.repeats):  # interleaved: a slow spell of a shared machine hits both sides
-        ours.append(bench.run_resablate())
-        bare.append(bench.run_bare())
-    resablate_ips, bare_ips = statistics.median(ours), statistics.median(bare)
-    peak, peak_source = peak_macs(device, precision, args.peak_tflops)
+    bench = Bench(name, precision, device, args.batch, args.warmup, args.steps, args.chunk, not args.no_channels_last,
+                  args.compile, workdir)
+    ours, bare = bench.run()
+    images = bench.chunk * bench.batch
+    ours_ips, bare_ips = [images / t for t in ours], [images / t for t in bare]
+    resablate_ips, bare_median = statistics.median(ours_ips), statistics.median(bare_ips)
+    peak_macs(device, precision, args.peak_tflops)  # on a CPU: one more chance at an unloaded measurement
     achieved = resablate_ips * 3 * bench.macs
     return {
         "model": name,
@@ -249,23 +276,34 @@ def measure(args, name: str, precision: str, device: torch.device, workdir: Path
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "batch": args.batch,
         "resablate_ips": round(resablate_ips, 1),
-        "bare_ips": round(bare_ips, 1),
-        "ratio": round(resablate_ips / bare_ips, 4),
-        "mfu": round(achieved / peak, 4) if peak else None,
+        "bare_ips": round(bare_median, 1),
+        "ratio": round(resablate_ips / bare_median, 4),
+        "mfu": None,  # set by add_mfu once the best peak of the run is known
         "time_64k_s": round(SCHEDULE_STEPS * SCHEDULE_BATCH / resablate_ips, 1),
         "macs_per_image": bench.macs,
         "achieved_macs_per_s": achieved,
-        "peak_macs_per_s": peak,
-        "peak_source": peak_source,
-        "resablate_ips_runs": [round(v, 1) for v in ours],
-        "bare_ips_runs": [round(v, 1) for v in bare],
-        "steps": args.steps,
+        "peak_macs_per_s": None,
+        "peak_source": None,
+        # totals over all chunks (rare costs included, and every busy spell of a shared machine)
+        "resablate_ips_mean": round(len(ours) * images / sum(ours), 1),
+        "bare_ips_mean": round(len(bare) * images / sum(bare), 1),
+        "resablate_ips_chunks": [round(v, 1) for v in ours_ips],
+        "bare_ips_chunks": [round(v, 1) for v in bare_ips],
+        "chunk": bench.chunk,
+        "chunks": bench.chunks,
         "warmup": args.warmup,
-        "repeats": args.repeats,
         "channels_last": not args.no_channels_last,
+        "compile": args.compile,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+def add_mfu(rows: list[dict], device: torch.device, override_tflops: float | None) -> None:
+    for row in rows:
+        peak, source = peak_macs(device, row["precision"], override_tflops)
+        row.update(mfu=round(row["achieved_macs_per_s"] / peak, 4) if peak else None, peak_macs_per_s=peak,
+                   peak_source=source)
 
 
 def cpu_name() -> str:
@@ -297,14 +335,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--steps", type=int, default=30, help="timed iterations per measurement (default 30)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed iterations before each measurement (default 3)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved (resablate, bare) pairs; medians reported")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed iterations of each path (default: 30 on a CPU, 1000 on a GPU)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="iterations per turn of the interleaving (default: 1 on a CPU, 50 on a GPU, where each turn "
+                        "synchronises the device)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations of each path first (default 3)")
     p.add_argument("--precision", default=",".join(PRECISIONS), help=f"comma-separated, from {', '.join(PRECISIONS)}")
     p.add_argument("--models", default=None,
                    help=f"comma-separated, from {', '.join(MODELS)} (default: all; resnet50 on a GPU only)")
     p.add_argument("--batch", type=int, default=128, help="batch size (default 128, R1 4.2)")
     p.add_argument("--no-channels-last", action="store_true", help="NCHW instead of the default channels_last")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (both paths), as compile=true")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOPS for the MFU column")
     p.add_argument("--json", type=Path, default=None, help="write the rows as a JSON list to this path")
     args = p.parse_args(argv)
@@ -317,7 +359,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for value in models:
         if value not in MODELS:
             p.error(f"--models {value!r} is not valid; valid: {', '.join(MODELS)}")
-    for name in ("steps", "repeats", "batch"):
+    on_gpu = args.device == "cuda"
+    args.steps = args.steps if args.steps is not None else 1000 if on_gpu else 30
+    args.chunk = args.chunk if args.chunk is not None else min(50 if on_gpu else 1, args.steps)
+    for name in ("steps", "chunk", "batch"):
         if getattr(args, name) <= 0:
             p.error(f"--{name} {getattr(args, name)} must be > 0")
     if args.warmup < 1:
@@ -347,8 +392,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for precision in args.precisions:
                 row = measure(args, name, precision, device, Path(workdir))
                 rows.append(row)
-                print(f"{name} {precision}: resablate {row['resablate_ips_runs']} img/s, bare {row['bare_ips_runs']} "
-                      f"img/s", flush=True)
+                print(f"{name} {precision}: resablate {row['resablate_ips']} img/s (mean {row['resablate_ips_mean']}), "
+                      f"bare {row['bare_ips']} img/s (mean {row['bare_ips_mean']})", flush=True)
+    add_mfu(rows, device, args.peak_tflops)
     print()
     print_table(rows)
     if args.json is not None:

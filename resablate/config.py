@@ -86,7 +86,7 @@ class TrainerConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "bf16-mixed"  # conf/trainer/default.yaml says why
     max_steps: int | None = None
     deterministic: bool = False
     log_every_n_steps: int = 50
@@ -140,7 +140,7 @@ class ResablateConfig:
 
 # ---------------------------------------------------------------------------------------------------------- run names
 NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
-NOT_IN_SWEEP_NAME = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs")
+NOT_IN_SWEEP_NAME = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.max_batch_size")  # how, not what
 MAX_NAME = 120
 
 
@@ -158,10 +158,30 @@ def name_from_overrides(overrides: list[str] | ListConfig) -> str:
 def _hydra_overrides() -> tuple[list[str], list[str]]:
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():  # composed outside an app (tests, notebooks)
-        return [], []
+    if not HydraConfig.initialized():
+        return _command_line_overrides()
     hydra = HydraConfig.get()
     return list(hydra.overrides.task), list(hydra.overrides.hydra)
+
+
+def _command_line_overrides() -> tuple[list[str], list[str]]:
+    """(task, hydra) overrides of this process's command line, split as Hydra splits them.
+
+    At the top of a multirun Hydra sets no HydraConfig (it does so per job), and that is where the sweep folder is
+    named: without this every sweep would share `multirun/default`, and a sweep would find another's jobs `completed`
+    in its numbered folders. Outside an app (tests, notebooks) the command line is not Hydra's: ([], [])."""
+    import sys
+
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (Exception, SystemExit):
+        return [], []
+    return ([o.input_line for o in overrides if not o.is_hydra_override()],
+            [o.input_line for o in overrides if o.is_hydra_override()])
 
 
 def _run_name() -> str:

@@ -25,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +43,7 @@ SPAWNED_RANK_ENV = "RESABLATE_SPAWNED_RANK"  # set in the ranks that spawn_ranks
 RANK_RECORDS_ENV = "RESABLATE_RANK_RECORDS"  # "1": every rank records what it trained (record_rank)
 # How long a rank may take to exit after its job: a finished job's ranks are exiting; a failed job's may hang.
 CHILD_GRACE_SECONDS = {False: 300, True: 15}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # preemption and time-limit warnings (SLURM, submitit)
 
 
 def is_main_process() -> bool:
@@ -189,9 +192,26 @@ def spawn_ranks(cfg, devices: int, previous: dict | None) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     hydra_state = cloudpickle.dumps(Singleton.get_state())  # as hydra-submitit-launcher hands it to its jobs
-    # join=True: a rank that fails ends the others and raises here, with its traceback
-    mp.start_processes(_spawned_rank, args=(cfg, devices, port, hydra_state, previous), nprocs=devices, join=True,
-                       start_method="spawn")
+    ranks = mp.start_processes(_spawned_rank, args=(cfg, devices, port, hydra_state, previous), nprocs=devices,
+                               join=False, start_method="spawn")
+
+    def forward(signum, frame):  # a stop signal for the job reaches its ranks: they save last.ckpt and stop
+        for proc in ranks.processes:
+            if proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where Python runs signal handlers
+    before = {s: signal.signal(s, forward) for s in STOP_SIGNALS} if in_main_thread else {}
+    try:
+        while not ranks.join():  # a rank that fails ends the others and raises here, with its traceback
+            pass
+    except mp.ProcessExitedException as err:
+        if err.exit_code > 128:  # stopped by a signal (the ranks exit with 128 + N): so does the job
+            raise SystemExit(err.exit_code) from None
+        raise
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def _spawned_rank(rank: int, cfg, world_size: int, port: int, hydra_state: bytes, previous: dict | None) -> None:
@@ -211,7 +231,8 @@ def _spawned_rank(rank: int, cfg, world_size: int, port: int, hydra_state: bytes
 
 def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
     """Debug hook, on when RESABLATE_RANK_RECORDS=1: each rank writes `ranks/rank<k>.json` after training, naming what
-    it trained: the digest of its composed config (seed included), its seed, steps, and the digest of its parameters.
+    it trained: the digest of its composed config (seed included), its seed, steps and batch, and the digest of its
+    parameters.
 
     Parameters alone cannot tell: DDP broadcasts rank 0's weights at the start and averages the gradients, so a rank
     that trained another configuration of the same network ends with the same weights. The config digest shows it (a
@@ -224,6 +245,7 @@ def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
     from resablate.records import atomic_write_text
 
     config = json.dumps(to_container(cfg), sort_keys=True)
+    batches = getattr(trainer.datamodule, "_train_batches", None)  # the data module's TensorBatches of this fit
     params = hashlib.sha256()
     for name, tensor in module.named_parameters():
         params.update(name.encode())
@@ -233,6 +255,7 @@ def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
         "world_size": trainer.world_size,
         "seed": cfg.seed,
         "steps": trainer.global_step,
+        "rank_batch": getattr(batches, "local_batch_size", None),  # its share of the global batch
         "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
         "params_sha256": params.hexdigest(),
     }

@@ -93,7 +93,9 @@ class ResNetModule(pl.LightningModule):
         if self._window.device != loss.device:
             self._window = self._window.to(loss.device)
         wrong = (logits.detach().argmax(1) != y).sum()
-        self._window += torch.stack([loss.detach() * y.numel(), wrong.to(loss.dtype), loss.new_tensor(y.numel())])
+        # new_full, not new_tensor: a Python number copied to a GPU waits for the stream (one sync per step)
+        n = loss.new_full((), y.numel(), dtype=torch.float32)
+        self._window += torch.stack([loss.detach().float() * y.numel(), wrong.float(), n])
         self._window_steps += 1
         step = self.global_step + 1
         early_warmup_check = not self.warmup_done and step % 10 == 0
@@ -126,11 +128,12 @@ class ResNetModule(pl.LightningModule):
         x, y = batch
         x = x.contiguous(memory_format=self.memory_format)
         logits = self.net(x)
-        counts = [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().to(logits.dtype)]
+        # Counts in float32, not the logits' dtype: under bf16-mixed, bf16 holds integers exactly only up to 256
+        counts = [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().float()]
         if self.top5:
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            counts.append((~(top5 == y[:, None]).any(1)).sum().to(logits.dtype))
-        counts.append(logits.new_tensor(y.numel()))
+            counts.append((~(top5 == y[:, None]).any(1)).sum().float())
+        counts.append(logits.new_full((), y.numel(), dtype=torch.float32))
         sums = torch.stack([c.float() for c in counts])
         self._eval[dataloader_idx] = self._eval.get(dataloader_idx, 0) + sums
 

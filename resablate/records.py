@@ -20,6 +20,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,7 +156,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         torch.save(checkpoint, tmp)
         if path.name == LAST and path.exists():
-            os.replace(path, path.with_name(PREVIOUS))
+            # A second name for the old file, not a move: last.ckpt exists at every instant, whenever a kill lands.
+            keep = path.with_name(f".{PREVIOUS}.tmp{os.getpid()}")
+            keep.unlink(missing_ok=True)
+            try:
+                os.link(path, keep)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(path, keep)
+            os.replace(keep, path.with_name(PREVIOUS))
         os.replace(tmp, path)
 
 

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from resablate.config import (
+    SWEEP_GROUP,
     ConfigError,
     check_options,
     check_recipe,
@@ -104,9 +105,19 @@ def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
 
     if HydraConfig.initialized():
         hc = HydraConfig.get()
-        group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+        group = None
+        if hc.mode == RunMode.MULTIRUN:
+            group = _sweep_group(Path(hc.sweep.dir), hc.runtime.choices.get(SWEEP_GROUP))
         return Path(hc.runtime.output_dir), list(hc.overrides.task), group
     return Path(cfg.get("run_dir") or "outputs/notebook"), [], None
+
+
+def _sweep_group(sweep_dir: Path, artifact: str | None) -> str:
+    """The W&B group of a sweep's jobs: the sweep folder's name; `table6/<overrides>` for a declared sweep run with
+    more overrides (multirun/table6/<overrides>/), so that the group `table6` holds the full runs only."""
+    if artifact and sweep_dir.parent.name == artifact:
+        return f"{artifact}/{sweep_dir.name}"
+    return sweep_dir.name
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -189,7 +200,8 @@ def objective_value(cfg: DictConfig, summary: dict) -> float | list[float]:
     """What the job returns to a sweeper: NaN for a run that did not complete (the sweeper records a failure)."""
     objective = to_container(cfg.objective)
     keys = [objective] if isinstance(objective, str) else list(objective)
-    keys = ["val_error" if summary.get("val_error") is not None else "test_error" if k == "auto" else k for k in keys]
+    auto = "val_error" if summary.get("val_error") is not None else "test_error"
+    keys = [auto if k == "auto" else k for k in keys]  # `auto` alone is replaced: [val_error, macs] stays two keys
     if summary["status"] != "completed":
         values = [float("nan")] * len(keys)
     else:
@@ -290,6 +302,9 @@ class Preemption(pl.Callback):
             self.stopped_at = trainer.global_step
             raise StopForSignal  # not trainer.should_stop: Lightning would run a validation first
 
+    def __getstate__(self) -> dict:  # trainer=ddp_spawn pickles the callbacks: handlers and trainer stay here
+        return {**self.__dict__, "before": {}, "_trainer": None}
+
     def signal_name(self) -> str:
         return signal.Signals(self.received).name
 
@@ -307,6 +322,24 @@ def _current_trial():
     except ImportError:
         return None
     return current_trial()
+
+
+def _note_slow_bf16(precision: str, accelerator: str) -> None:
+    """bf16-mixed is the default because bf16 is native on recent CPUs (AVX512-BF16, AMX) and GPUs (Ampere on); say
+    so where it is emulated, since there it can be slower than 32-true."""
+    if not precision.startswith("bf16"):
+        return
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        native, device = torch.cuda.is_bf16_supported(including_emulation=False), "GPU"
+    else:
+        try:
+            native, device = torch.ops.mkldnn._is_mkldnn_bf16_supported(), "CPU"
+        except (AttributeError, RuntimeError):  # a build without oneDNN
+            native, device = False, "CPU"
+    if not native:
+        print(f"[resablate] trainer.precision={precision}: this {device} has no native bf16, so the run may be slower "
+              f"than with trainer.precision=32-true", flush=True)
 
 
 def _progress_bar(mode: str) -> list[pl.Callback]:
@@ -371,6 +404,8 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         previous = None  # nor counts its wall time
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
+    if main:
+        _note_slow_bf16(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
     net = torch.compile(job.net) if cfg.compile else job.net
     module = ResNetModule(
         net,
@@ -432,6 +467,9 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
     status = "failed"
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume[0]) if resume else None)
+        for key, name in (("val/err", "val_error"), ("val/err5", "val_error5")):  # trainer.test forgets them
+            if key in trainer.callback_metrics:
+                summary[name] = float(trainer.callback_metrics[key])
         if module.diverged_at is not None:
             status, summary["diverged_at"] = "diverged", module.diverged_at
         elif reporter is not None and reporter.pruned_at is not None:
@@ -440,7 +478,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
             trainer.test(module, datamodule=dm, verbose=False)
             status = "completed"
             record_rank(run.path, trainer, module, cfg)
-    except (StopForSignal, SIGTERMException):  # the latter: SIGTERM before training or in the test (Lightning's handler)
+    except (StopForSignal, SIGTERMException):  # the latter: SIGTERM before training or in the test (Lightning's)
         preemption.received = preemption.received or signal.SIGTERM
         status, summary["signal"] = "interrupted", preemption.signal_name()
         if preemption.stopped_at is not None:
@@ -486,13 +524,14 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
             steps=trainer.global_step,
             train_error=module.last_train.get("train/err"),
             train_loss=module.last_train.get("train/loss"),
-            val_error=metrics.get("val/err"),
+            val_error=metrics.get("val/err", summary.get("val_error")),
             test_error=metrics.get("test/err") if status == "completed" else None,
             wall_seconds=round(seconds + ((previous or {}).get("wall_seconds") or 0.0), 2),
             images_per_second=stopwatch.images_per_second(trainer, job.recipe["batch_size"]),
         )
         if job.datamodule.num_classes >= 100:
-            summary.update(val_error5=metrics.get("val/err5"), test_error5=metrics.get("test/err5"))
+            summary.update(val_error5=metrics.get("val/err5", summary.get("val_error5")),
+                           test_error5=metrics.get("test/err5"))
         for logger in trainer.loggers:
             logger.save()
         job.run.write_summary(summary)

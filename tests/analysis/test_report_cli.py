@@ -34,6 +34,7 @@ def test_report_files_and_images(report_dir):
         assert (out / image).stat().st_size > 10_000
         assert f"![{image.removesuffix('.png')}]({image})" in md
     assert "*From the builder; no runs.*" in md
+    assert "could not be made" not in md  # every item is made, with or without runs of its own
 
 
 def test_report_names_its_runs(report_dir):
@@ -75,3 +76,53 @@ def test_unknown_artifact_lists_the_valid_names(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'table7'" in err and "table6" in err and "report" in err
+
+
+def test_wandb_path_must_be_entity_project(capsys):
+    assert main(["table6", "--wandb", "resablate"]) == 2
+    assert capsys.readouterr().err.strip() == "analysis: error: --wandb 'resablate': give ENTITY/PROJECT"
+
+
+def test_wandb_runs_read_into_the_same_tables(monkeypatch, tmp_path):
+    """W&B's API replaced by a stand-in holding what resablate.train puts there: the summary's scalars, the history."""
+    import sys
+    import types
+
+    from analysis import wandb_runs
+    from analysis.tables import table6
+
+    class FakeRun:
+        def __init__(self, run_id, state, summary):
+            self.id, self.state, self.summary = run_id, state, summary
+
+        def scan_history(self):
+            return [{"trainer/global_step": 10, "train/err": 50.0}, {"trainer/global_step": 20, "train/err": 40.0},
+                    {"trainer/global_step": 20, "test/err": 45.0}]
+
+    summary = {"depth": 20, "family": "cifar", "block": "basic", "shortcut": "zero_pad", "dataset": "cifar10",
+               "recipe": "cifar_paper", "max_steps": 64000, "params": 269_722, "status": "completed"}
+    found = [FakeRun("a1", "finished", {**summary, "test_error": 8.0, "_runtime": 3}),
+             FakeRun("b2", "finished", {**summary, "test_error": 9.0}),
+             FakeRun("c3", "crashed", {k: v for k, v in summary.items() if k != "status"})]
+
+    class FakeApi:
+        def __init__(self, timeout):
+            pass
+
+        def runs(self, path, filters=None):
+            assert (path, filters) == ("me/resablate", {"group": "table6"})
+            return found
+
+        def run(self, path):
+            return next(r for r in found if path.endswith(r.id))
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=FakeApi))
+    runs = wandb_runs.load("me/resablate", '{"group": "table6"}')
+    assert list(runs.frame.run_dir) == ["wandb:me/resablate/a1", "wandb:me/resablate/b2", "wandb:me/resablate/c3"]
+    assert list(runs.frame.status) == ["completed", "completed", "failed"]
+    metrics = runs.metrics("wandb:me/resablate/a1")
+    assert list(metrics.columns) == ["step", "train/err", "test/err"]  # one row per step, rows of a step merged
+    assert list(metrics.step) == [10, 20] and list(metrics["train/err"]) == [50.0, 40.0]
+    assert metrics["test/err"].isna().iloc[0] and metrics["test/err"].iloc[1] == 45.0
+    r20 = table6(runs, tmp_path).table.query("method == 'ResNet-20'").iloc[0]
+    assert (r20["n"], r20["error best (mean±std)"], r20["not completed"]) == (2, "8.00 (8.50±0.71)", "1 failed")

@@ -153,3 +153,14 @@ def test_table1_cli_prints_the_papers_gmacs_beside_ours(tmp_path, capsys):
                                                                                       "+1.5")
     assert [r["GMACs (R1)"] for r in lines.values()] == ["1.8", "3.6", "3.8", "7.6", "11.3"]
     assert {p.name for p in tmp_path.iterdir()} == {"table1.md", "table1.tex", "table1.csv"}
+
+
+def test_tables_with_no_runs_of_their_family_list_every_paper_row(trained, tmp_path):
+    runs = run_records.load([str(trained)])  # CIFAR-family runs only
+    art = table3(runs, tmp_path)
+    assert list(art.table.method) == ["plain-34", "ResNet-34 A", "ResNet-34 B", "ResNet-34 C", "ResNet-50",
+                                      "ResNet-101", "ResNet-152"]
+    assert set(art.table.n) == {0} and set(art.table["R1 top-5"]) >= {"10.02", "5.71"}
+    assert set(art.table.recipe) == {"—"}
+    assert "ResNet-34 B" in art.notes[1] and art.notes[1].startswith("No runs (n = 0): plain-34")
+    assert list(table2(runs, tmp_path).table.n) == [0, 0, 0, 0]

@@ -51,9 +51,15 @@ def run_in_process(args: list[str]) -> tuple[int, str, str]:
 
 @pytest.fixture
 def in_process(monkeypatch, tmp_path):
-    """run_in_process, from tmp_path as the current folder (default outputs/ and multirun/ land there)."""
+    """run_in_process, from tmp_path as the current folder (default outputs/ and multirun/ land there), on one thread
+    like the subprocesses (same bits; and two threads on a busy 2-core machine run 20x slower, not 2x faster)."""
+    import torch
+
     monkeypatch.chdir(tmp_path)
-    return run_in_process
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield run_in_process
+    torch.set_num_threads(threads)
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:

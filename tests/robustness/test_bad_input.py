@@ -69,17 +69,16 @@ CASES = [
     (["model.widths=[16,32]"], "resablate: error: widths=[16, 32] must be 3 positive numbers, one per stage", 2),
     (["model.stage_depths=[2,2]", "model.widths=[16,32,64]"],
      "resablate: error: widths=[16, 32, 64] must be 2 positive numbers, one per stage (stage_depths=[2, 2])", 2),
-    (["model.stage_depths=[1,0,1]"], "resablate: error: stage_depths=[1, 0, 1] must be a non-empty list of positive", 2),
+    (["model.stage_depths=[1,0,1]"], "resablate: error: stage_depths=[1, 0, 1] must be a non-empty list", 2),
     (["model.width_multiplier=0"], "resablate: error: width_multiplier=0.0 must be > 0", 2),
     (["shortcut=dropout_shortcut", "shortcut.p=1.5"], "dropout_shortcut p=1.5 is not a probability in [0, 1)", 2),
-    (["trainer.precision=fp8"], "resablate: error: trainer.precision='fp8' is not valid; valid: 32-true, 32, bf16-mixed",
-     2),
+    (["trainer.precision=fp8"], "resablate: error: trainer.precision='fp8' is not valid; valid: 32-true, 32", 2),
     (["trainer.devices=0"], "resablate: error: trainer.devices=0 must be > 0", 2),
-    (["trainer.accelerator=tpu9"], "resablate: error: trainer.accelerator='tpu9' is not valid; valid: auto, gpu, cpu", 2),
+    (["trainer.accelerator=tpu9"], "resablate: error: trainer.accelerator='tpu9' is not valid; valid: auto, gpu", 2),
     (["trainer.strategy=dpp"], "resablate: error: trainer.strategy='dpp' is not valid; valid: auto, ddp, ddp_spawn", 2),
     (["trainer.num_nodes=0"], "resablate: error: trainer.num_nodes=0 must be > 0", 2),
     (["trainer.checkpoint_every_n_steps=-1"], "resablate: error: trainer.checkpoint_every_n_steps=-1 must be > 0", 2),
-    (["objective=val_acc"], "resablate: error: objective 'val_acc' is not valid; valid: auto, val_error, test_error", 2),
+    (["objective=val_acc"], "resablate: error: objective 'val_acc' is not valid; valid: auto, val_error", 2),
     (["seed=-1"], "resablate: error: data: seed=-1 must be an integer >= 0", 2),
     (["data.val_size=300"], "resablate: error: data: val_size=300 must be < 256, the number of synthetic training", 2),
     ([*DATA, "data=imagenet"], "resablate: error: data.root has no value and no default: set data.root=... on", 2),
@@ -91,7 +90,8 @@ CASES = [
      "resablate: error: {tmp}/cifar_damaged/cifar-10-batches-py/data_batch_2 is not a readable CIFAR-10 batch", 2),
     ([*DATA, "data=fashion_mnist", "data.root={tmp}/fashion_cut", "data.download=false"],
      "resablate: error: {tmp}/fashion_cut/train-images-idx3-ubyte.gz is truncated or damaged", 2),
-    (["hydra.run.dir={file}/run"], "resablate: error: hydra.run.dir={file}/run cannot be a folder: {file} is a file", 2),
+    (["hydra.run.dir={file}/run"], "resablate: error: hydra.run.dir={file}/run cannot be a folder: {file} is a file",
+     2),
     (["-m", "hydra.sweep.dir={file}/sweep", "seed=1,2"],
      "resablate: error: hydra.sweep.dir={file}/sweep cannot be a folder: {file} is a file", 2),
     (["-m", "shortcut=zero_pad,projection,projektion"], "resablate: error: shortcut=projektion is not an option", 2),
@@ -145,17 +145,19 @@ def test_bad_input_is_refused_in_one_line_before_training(in_process, tmp_path, 
 
 
 def test_as_a_user_runs_it(tmp_path, bad_places):
-    """Real processes, side by side: the console and the exit status exactly as a shell sees them."""
-    picked = ("shortcut=foo", "recipe.lr=-1", "data.root={tmp}/fashion_cut", "hydra.run.dir={file}/run",
-              "trainer.devices=two")
+    """Real processes, side by side: the console and the exit status exactly as a shell sees them (cases refused
+    before torch is imported; the in-process table covers the rest of the same code)."""
+    picked = ("shortcut=foo", "hydra.run.dir={file}/run", "trainer.devices=two",
+              "hydra.sweeper.params.depth=choise(8,14)")
     cases = [case for case in CASES if any(a in picked for a in case[0])]
     assert len(cases) == len(picked)
     procs = []
     for i, (args, message, status) in enumerate(cases):
         cwd = tmp_path / f"case{i}"
         cwd.mkdir()
-        base = [] if any(a.startswith("data=") for a in args) else list(TINY)
-        procs.append((start([*base, *(fill(a, bad_places) for a in args)], cwd), cwd, fill(message, bad_places), status))
+        flags = [a for a in args if a.startswith("-")]
+        proc = start([*flags, *TINY, *(fill(a, bad_places) for a in args if a not in flags)], cwd)
+        procs.append((proc, cwd, fill(message, bad_places), status))
     for proc, cwd, message, status in procs:
         out, err = proc.communicate(timeout=300)
         assert_refused(proc.returncode, out, err, message, status, cwd)

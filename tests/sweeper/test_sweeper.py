@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import subprocess
 
 import optuna
 import pytest
@@ -92,6 +91,15 @@ def test_median_pruner_prunes_the_bad_trial(sweep_app):
     assert study.trials[3].intermediate_values == {0: 104.0}  # stopped at its first report
     assert "Trial 3 pruned" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_hyperband_prunes_across_processes_too(sweep_app):
+    # The rung pruners keep their state in the trial's system attrs; the job reads them back from the storage.
+    sweep_app.run("hydra.sweeper.n_trials=8", "hydra.sweeper.pruner=hyperband", "hydra.sweeper.seed=0",
+                  "x=interval(0.0,2.0)", "bad_trials=[5,6,7]", "steps=9")
+    study = sweep_app.study()
+    assert states(study) == ["COMPLETE"] * 5 + ["PRUNED"] * 3
+    assert all(len(t.intermediate_values) < 9 for t in study.trials[5:])
 
 
 def test_failed_trials_are_told_fail_and_the_sweep_goes_on(sweep_app):

@@ -8,7 +8,7 @@ from resablate.config import ConfigError, check_recipe, check_trainer
 from resablate.train import build_datamodule, build_net
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")  # hydra/: launcher presets
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 
 

@@ -88,8 +88,8 @@ def test_resume_after_kill_continues_from_checkpoint_step(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["depth=35"], "depth 35"),
-    (["shortcut=foo"], "Could not find 'shortcut/foo'"),
-    (["data=nope"], "Could not find 'data/nope'"),
+    (["shortcut=foo"], "shortcut=foo is not an option; valid: A, B, C"),
+    (["data=nope"], "data=nope is not an option; valid: cifar10"),
     (["recipe.lr=-1"], "recipe.lr=-1.0 must be > 0"),
     (["data=cifar10", "data.download=false"], "cifar-10-batches-py"),
 ])

@@ -1,0 +1,85 @@
+"""Run folders are safe: two live jobs never write into one folder, two identical sweeps started together share their
+jobs (each job trained once), folders are named by what runs in them (never by the clock), and summary.json is
+replaced whole and written by rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from resablate.records import RunFolder
+from tests.robustness.conftest import TINY, start
+
+
+def test_a_second_job_on_a_live_run_folder_is_refused_in_one_line(in_process, tmp_path):
+    run = tmp_path / "run"
+    with RunFolder(run).lock():  # a live job holds the folder
+        code, out, err = in_process([*TINY, "trainer.max_steps=2", f"hydra.run.dir={run}"])
+    assert code == 2
+    assert err.strip() == f"resablate: error: run folder {run} is in use by another live job (pid {os.getpid()})"
+    assert not (run / "summary.json").exists() and not (run / "checkpoints").exists()
+    code, _, err = in_process([*TINY, "trainer.max_steps=2", f"hydra.run.dir={run}"])  # free again: it runs
+    assert code == 0, err[-2000:]
+    assert RunFolder(run).summary()["status"] == "completed"
+
+
+def test_two_identical_sweeps_started_together_share_their_jobs(tmp_path):
+    """The same command twice at once (two terminals, or a job array of one sweep): one folder, every job trained
+    once; a job the other worker holds is skipped, a job it finished is not trained again."""
+    sweep = tmp_path / "multirun"
+    command = ["-m", *TINY, "trainer.max_steps=10", "seed=1,2,3,4", f"hydra.sweep.dir={sweep}"]
+    workers = [start(command, tmp_path), start(command, tmp_path)]
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+        assert "Traceback" not in out + err
+        outputs.append(out)
+    for job in range(4):
+        summary = json.loads((sweep / str(job) / "summary.json").read_text())
+        assert (summary["status"], summary["steps"], summary["seed"]) == ("completed", 10, job + 1)
+    trained = sum(len(re.findall(r": completed, test ", out)) for out in outputs)
+    done = sum(out.count("already completed, nothing to do") for out in outputs)
+    skipped = sum(out.count("is in use by another live job") for out in outputs)
+    assert trained == 4  # each job trained by exactly one of the two
+    assert trained + done + skipped == 8  # and each worker accounted for every job
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+
+
+def test_sweep_folders_are_named_by_their_command_not_the_clock(in_process, tmp_path):
+    """Two different sweeps started in the same second get two folders; the same sweep again finds its own."""
+    for seeds in ("1,2", "3,4", "1,2"):
+        code, out, err = in_process(["-m", *TINY, "trainer.max_steps=2", f"seed={seeds}"])
+        assert code == 0, err[-2000:]
+    folders = sorted(p.name for p in (tmp_path / "multirun").iterdir())
+    assert len(folders) == 2, folders
+    assert ",seed=1,2," in folders[0] and ",seed=3,4," in folders[1]
+    assert out.count("already completed, nothing to do") == 2  # the third command re-ran the first: nothing to do
+
+
+def test_summary_json_is_replaced_whole(tmp_path, monkeypatch):
+    """Written to a temporary file, then renamed over the old one: a crash mid-write leaves the old summary whole."""
+    folder = RunFolder(tmp_path)
+    folder.write_summary({"status": "interrupted", "steps": 8})
+
+    def crash(src, dst):
+        raise OSError("killed mid-write")
+
+    monkeypatch.setattr("resablate.records.os.replace", crash)
+    with pytest.raises(OSError, match="killed mid-write"):
+        folder.write_summary({"status": "completed", "steps": 48})
+    assert folder.summary() == {"status": "interrupted", "steps": 8}
+
+
+def test_only_rank_zero_writes_the_summary(tmp_path):
+    from resablate.train import _finish
+
+    job = SimpleNamespace(run=RunFolder(tmp_path))
+    summary = {}
+    _finish(job, SimpleNamespace(global_rank=1), None, None, summary, "completed", 1.0, None, None)
+    assert summary == {"status": "completed"}  # a rank > 0 returns its objective from it, and writes nothing
+    assert not any(tmp_path.iterdir())
