@@ -14,8 +14,10 @@ job returns NaN, so the sweep goes on and an Optuna trial is told FAIL.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -527,6 +529,9 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
             val_error=metrics.get("val/err", summary.get("val_error")),
             test_error=metrics.get("test/err") if status == "completed" else None,
             wall_seconds=round(seconds + ((previous or {}).get("wall_seconds") or 0.0), 2),
+            started_at=(previous or {}).get("started_at") or _timestamp(time.time() - seconds),  # first attempt's
+            finished_at=_timestamp(time.time()),
+            host=socket.gethostname(),
             images_per_second=stopwatch.images_per_second(trainer, job.recipe["batch_size"]),
         )
         if job.datamodule.num_classes >= 100:
@@ -542,6 +547,11 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
         if trainer.global_rank == 0 and wandb_lib.run is not None:
             wandb_lib.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None})
         wandb_lib.finish(exit_code=0 if status == "completed" else 1)
+
+
+def _timestamp(seconds: float) -> str:
+    """Local time with its UTC offset, to the second: when runs of a sweep started and ended, and whether they overlapped."""
+    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
 def _print_result(job: Job, s: dict) -> None:

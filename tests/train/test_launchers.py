@@ -1,0 +1,23 @@
+"""`hydra/launcher=side_by_side`: the jobs of a sweep run at the same time, each in its own process, each writing its
+own complete run folder (the way to put k small trials on one GPU; here on the CPU)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from tests.conftest import run_app
+
+TINY = ["data=synthetic", "data.num_samples=512", "recipe=quick", "logger=csv", "trainer.max_steps=40",
+        "recipe.eval_every=40"]
+
+
+def test_side_by_side_runs_the_jobs_of_a_sweep_at_the_same_time(tmp_path):
+    out = run_app(["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "depth=8,14", *TINY,
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    summaries = [json.loads((tmp_path / "sweep" / str(k) / "summary.json").read_text()) for k in (0, 1)]
+    assert [(s["status"], s["depth"], s["steps"]) for s in summaries] == [("completed", 8, 40), ("completed", 14, 40)]
+    (start0, end0), (start1, end1) = ((datetime.datetime.fromisoformat(s["started_at"]),
+                                       datetime.datetime.fromisoformat(s["finished_at"])) for s in summaries)
+    assert start0 < end1 and start1 < end0  # they overlapped (run one after the other, the second starts when the first has ended)
+    assert "Joblib" in out.stdout + out.stderr  # Hydra's joblib launcher, not the basic one
