@@ -243,11 +243,19 @@ class TrialReporter(pl.Callback):
         self.trial, self.key, self.pruned_at = trial, key, None
 
     def on_validation_end(self, trainer, pl_module):
-        value = trainer.callback_metrics.get(self.key)
-        if value is None or trainer.sanity_checking:
+        """Rank 0 reports (the error is reduced over the ranks and logged there) and decides; every rank learns the
+        decision, since a rank that trained on alone would wait forever in its next all-reduce."""
+        if trainer.sanity_checking:
             return
-        self.trial.report(float(value), step=trainer.global_step)
-        if self.trial.should_prune():
+        prune = False
+        if trainer.global_rank == 0:
+            value = trainer.callback_metrics.get(self.key)
+            if value is not None:
+                self.trial.report(float(value), step=trainer.global_step)
+                prune = bool(self.trial.should_prune())
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
             self.pruned_at = trainer.global_step
             trainer.should_stop = True
 
@@ -491,7 +499,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
     finally:
         _finish(job, trainer, module, stopwatch, summary, status, time.perf_counter() - start, previous, wandb)
         end_job(trainer, launched_ranks, failed=status == "failed")
-    if status == "pruned":
+    if status == "pruned" and trainer.global_rank == 0:  # the job's answer to the sweeper; other ranks end quietly
         raise TrialPruned(f"pruned at step {summary['pruned_at']}")
     if status == "interrupted":
         preemption.pass_on()

@@ -200,3 +200,29 @@ def test_end_job_disarms_lightnings_child_observer(monkeypatch):
     assert procs == [] and not any(var in os.environ for var in RANK_VARIABLES)
     procs.append(rank)  # the control: before end_job, this exit code would have killed the process
     assert observer._run() and killed == [True]
+
+
+def test_a_pruned_ddp_trial_stops_every_rank(tmp_path):
+    """Rank 0 reports to the trial and decides, the decision is broadcast, and both ranks stop at the same step (a rank
+    that trained on would wait in an all-reduce nobody answers: the timeout below). Only rank 0 answers the sweeper:
+    no rank ends in a TrialPruned traceback."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="ddp-prune", storage=storage)
+    study.add_trial(optuna.trial.create_trial(  # a perfect trial: the next one is worse at its first evaluation
+        params={"depth": 8}, distributions={"depth": CategoricalDistribution([8])}, value=0.0,
+        intermediate_values={10: 0.0, 20: 0.0, 30: 0.0}))
+    out = run_app(["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=ddp-prune", f"hydra.sweeper.storage={storage}",
+                   "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median",
+                   "hydra.sweeper.pruner_args.n_startup_trials=1", "hydra.sweeper.params.depth=choice(8)",
+                   *[a for a in DDP if not a.startswith(("trainer.max_steps", "depth"))], "data.val_size=256",
+                   "trainer.max_steps=30", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                  cwd=tmp_path, env=RECORDS, timeout=300)
+    trials = optuna.load_study(study_name="ddp-prune", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
+    assert list(trials[1].intermediate_values) == [10]  # one report per evaluation, rank 0's
+    summary = json.loads((tmp_path / "sweep" / "1" / "summary.json").read_text())
+    assert (summary["status"], summary["pruned_at"], summary["steps"], summary["world_size"]) == ("pruned", 10, 10, 2)
+    assert "Traceback" not in out.stdout + out.stderr
