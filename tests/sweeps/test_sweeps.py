@@ -245,3 +245,9 @@ def test_the_real_app_prunes_a_clearly_bad_trial(tmp_path):
     assert summary["test_error"] is None and summary["val_error"] > 50
     assert "Trial 1 pruned" in out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", sorted([*GRIDS, *SEARCHES]))
+def test_the_readme_shows_each_sweep_as_its_header_command(name):
+    full, _ = header_commands(name)
+    assert f"`python -m resablate {shlex.join(full)}`" in (ROOT / "README.md").read_text()

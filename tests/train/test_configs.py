@@ -119,3 +119,13 @@ def test_every_key_of_every_option_is_accepted(group, option):
     assert keys or OmegaConf.load(CONF / group / f"{option}.yaml").get("defaults")
     check_override_keys([f"{group}={option}", *(f"{group}.{k}=1" for k in keys), "hydra/sweeper=optuna", "+x.y=1",
                          "hydra.sweeper.params.depth=choice(8,14)", "model.widths=[16,32,64]", "depth=8,14"])
+
+
+def test_the_readme_lists_every_option_of_every_group():
+    text = (CONF.parent / "README.md").read_text()
+    groups = " ".join(text.split("Groups: ", 1)[1].split("\n\n", 1)[0].split())  # the paragraph, on one line
+    for group in [*GROUPS, "hydra/launcher"]:
+        listed = groups.split(f"`{group}=`", 1)[1].split("`", 1)[0]
+        names = {w.strip(" ,;()") for w in listed.replace("=", " ").split()}
+        options = {f.stem for f in (CONF / group).glob("*.yaml")}
+        assert options <= names, f"README misses {group}= {sorted(options - names)}"
