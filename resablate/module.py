@@ -119,7 +119,11 @@ class ResNetModule(pl.LightningModule):
         ips = self._window_steps * batch_size * self.trainer.world_size / max(elapsed, 1e-9)
         self.last_train = {"train/loss": loss_sum / max(n, 1), "train/err": err}
         if step % self.log_every == 0:  # Lightning writes to the loggers on these steps only (same log_every_n_steps)
-            self.log_dict({**self.last_train, "lr": self.current_lr(), "train/ips": ips}, prog_bar=True, on_step=True)
+            row = {**self.last_train, "lr": self.current_lr(), "train/ips": ips}
+            self.log_dict(row, prog_bar=True, on_step=True)
+            for logger in self.trainer.loggers:  # metrics.csv has the row before this step's checkpoint is written
+                if hasattr(logger, "write_row"):
+                    logger.write_row(step, {**row, "epoch": self.current_epoch})
         self._window.zero_()
         self._window_start, self._window_steps = time.perf_counter(), 0
 

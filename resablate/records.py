@@ -204,6 +204,18 @@ class MetricsLogger(Logger):
         row.update({k: float(v) for k, v in metrics.items()})
 
     @rank_zero_only
+    def write_row(self, step: int, metrics: dict[str, float]) -> None:
+        """Record a step's row and write the file at once, as Lightning would convert it (float32 values, `epoch`).
+
+        For the training rows: Lightning hands a step's logged values to the loggers only after the callbacks'
+        `on_train_batch_end`, where checkpoints are written, so a job killed or stopped by a signal right after a
+        checkpoint would lose that step's row for good (the resumed job starts after it). Written from the training
+        step, the row is on disk before the checkpoint; Lightning's own call later rewrites the same values."""
+        values = {k: float(torch.tensor(v, dtype=torch.get_default_dtype()).item()) for k, v in metrics.items()}
+        self.rows.setdefault(step, {"step": step}).update(values)
+        self.save()
+
+    @rank_zero_only
     def save(self) -> None:
         if not self.rows:
             return

@@ -131,6 +131,34 @@ def test_sigusr2_saves_at_the_step_boundary_then_hands_over_to_the_handler_befor
     assert "Traceback" not in err
 
 
+def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_path, monkeypatch):
+    """The signal arrives during step 12, which logs (every 3 steps) and checkpoints (every 4). Lightning hands a
+    step's logged values to the loggers after the callbacks that write checkpoints, so the row of step 12 must be on
+    disk before the checkpoint, or the resumed run (which starts at step 13) would never have it."""
+    from resablate.module import ResNetModule
+
+    run, twin = tmp_path / "run", tmp_path / "twin"
+    code, _, err = in_process([*ARGS, f"hydra.run.dir={twin}"])
+    assert code == 0, err[-3000:]
+    training_step = ResNetModule.training_step
+
+    def signalled_step(self, batch, batch_idx):
+        if self.global_step == 11:
+            signal.raise_signal(signal.SIGTERM)
+        return training_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ResNetModule, "training_step", signalled_step)
+        code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
+    assert code == 128 + signal.SIGTERM, err[-3000:]
+    assert RunFolder(run).summary()["interrupted_at"] == 12
+    assert 12 in pd.read_csv(run / "metrics.csv").step.tolist()
+    code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
+    assert code == 0, err[-3000:]
+    curves = [pd.read_csv(d / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
+    pd.testing.assert_frame_equal(*curves)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_damaged_last_checkpoint_is_named_and_the_previous_one_used(tmp_path, capsys, damage):
     folder = RunFolder(tmp_path)
