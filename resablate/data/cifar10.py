@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, Split
+from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, Split, download_failed
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -80,6 +80,7 @@ class CIFAR10Data(InMemoryData):
     """CIFAR-10 from `<root>/cifar-10-batches-py/` or `<root>/cifar-10-python.tar.gz`; `root` defaults to `data`."""
 
     name = "cifar10"
+    url = URL  # where a missing copy is downloaded from when data.download=true
     num_classes = 10
     in_channels = 3
     image_size = 32
@@ -120,7 +121,10 @@ class CIFAR10Data(InMemoryData):
         if source is None and self.download:
             from torchvision.datasets.utils import download_and_extract_archive
 
-            download_and_extract_archive(URL, str(self.path), filename=ARCHIVE, md5=ARCHIVE_MD5)
+            try:
+                download_and_extract_archive(self.url, str(self.path), filename=ARCHIVE, md5=ARCHIVE_MD5)
+            except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), refused, or a bad checksum
+                raise FileNotFoundError(download_failed(self._missing(), self.url, err)) from None
             source = self._source()
         if source is None:
             raise FileNotFoundError(self._missing())

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, Split, split_sizes
+from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, Split, download_failed, split_sizes
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 RAW = Path("FashionMNIST", "raw")
@@ -72,6 +72,7 @@ class FashionMNISTData(InMemoryData):
     """Fashion-MNIST from `root`, else /usr/share/datasets/fashion-mnist/, else data/ (downloaded there if allowed)."""
 
     name = "fashion_mnist"
+    mirror = MIRROR  # where missing files are downloaded from when data.download=true
     num_classes = 10
     in_channels = 1
     image_size = 28
@@ -100,7 +101,7 @@ class FashionMNISTData(InMemoryData):
 
         for name, (_, md5) in FILES.items():
             if not (self.download_dir / name).is_file():
-                download_url(MIRROR + name, str(self.download_dir), filename=name, md5=md5)
+                download_url(self.mirror + name, str(self.download_dir), filename=name, md5=md5)
 
     def _missing(self) -> str:
         return (
@@ -114,7 +115,10 @@ class FashionMNISTData(InMemoryData):
     def check(self) -> None:
         folder = self._folder()
         if folder is None and self.download:
-            self._download()
+            try:
+                self._download()
+            except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), refused, or a bad checksum
+                raise FileNotFoundError(download_failed(self._missing(), self.mirror, err)) from None
             folder = self._folder()
         if folder is None:
             raise FileNotFoundError(self._missing())

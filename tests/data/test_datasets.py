@@ -96,6 +96,18 @@ def test_cifar10_missing_says_where_to_put_the_files(tmp_path):
         dm.check()
 
 
+def test_cifar10_failed_download_says_where_it_looked_and_why(tmp_path):
+    """data.download=true (the default) on a machine that cannot reach the URL: one clear error, not a traceback."""
+    dm = CIFAR10Data(root=str(tmp_path / "nowhere"), download=True)
+    dm.url = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # the discard port: refused at once, no network needed
+    with pytest.raises(FileNotFoundError) as info:
+        dm.check()
+    message = str(info.value)
+    assert message.startswith(f"CIFAR-10 not found under {(tmp_path / 'nowhere').resolve()}: expected the folder ")
+    assert "The download from http://127.0.0.1:9/cifar-10-python.tar.gz failed (" in message
+    assert "refused" in message.lower() and "point data.root at a copy" in message
+
+
 def test_cifar10_partial_folder_names_the_missing_files(cifar_folder):
     root, _ = cifar_folder
     (root / "cifar-10-batches-py" / "data_batch_3").unlink()
