@@ -20,7 +20,7 @@ from analysis.paper import PAPER_DATASET, TABLE2, TABLE3, TABLE6, TORCHVISION_PA
 from analysis.runs import Runs, describe, display_path, method_label, recipe_label
 
 KEY = ["dataset", "recipe", "max_steps", "shortcut", "depth", "block"]
-INCOMPLETE = ("failed", "diverged", "pruned", "missing")
+INCOMPLETE = ("failed", "diverged", "pruned", "interrupted", "missing")
 
 
 # ------------------------------------------------------------------------------------------------------------ table 1

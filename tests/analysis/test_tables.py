@@ -164,3 +164,14 @@ def test_tables_with_no_runs_of_their_family_list_every_paper_row(trained, tmp_p
     assert set(art.table.recipe) == {"—"}
     assert "ResNet-34 B" in art.notes[1] and art.notes[1].startswith("No runs (n = 0): plain-34")
     assert list(table2(runs, tmp_path).table.n) == [0, 0, 0, 0]
+
+
+def test_an_interrupted_run_is_counted_as_not_completed(tmp_path):
+    """A run stopped by a signal (status interrupted, waiting for the same command to resume it) is no result yet."""
+    sweep = tmp_path / "multirun" / "depth=20_seed=0,1"
+    write_run(sweep / "0", depth=20, shortcut="zero_pad", test_error=8.5)
+    write_run(sweep / "1", depth=20, shortcut="zero_pad", seed=1, status="interrupted", steps=30000,
+              signal="SIGTERM", interrupted_at=30000)
+    table = table6(run_records.load([str(tmp_path)]), tmp_path / "out")
+    r20 = one(table, data_set="cifar10", method="ResNet-20")
+    assert (r20["n"], r20["error best (mean±std)"], r20["not completed"]) == (1, "8.50", "1 interrupted")
