@@ -52,6 +52,7 @@ def cli() -> None:
         config.check_override_keys(sys.argv[1:])
         config.check_group_options(sys.argv[1:])
         config.check_output_dir(sys.argv[1:])
+        config.check_sweep_jobs(sys.argv[1:])
     except config.ConfigError as err:
         print(f"resablate: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -315,6 +315,44 @@ def check_group_options(args: list[str]) -> None:
                 raise ConfigError(f"{override.key_or_group}={name} is not an option; valid: {', '.join(valid)}")
 
 
+def check_sweep_jobs(args: list[str]) -> None:
+    """Under -m with Hydra's basic sweeper, every job is composed and checked (`resablate.train.check_job`) before the
+    first one starts: a bad value in the last job (`depth=20,35`) would otherwise fail after the others trained, in a
+    traceback at the end of the sweep. The Optuna sweeper samples its values and `+sweep=` files are tested, so those
+    are left to their jobs; so is anything this check cannot compose (Hydra then reports it itself)."""
+    from hydra.errors import HydraException
+
+    if not {"-m", "--multirun"} & set(args):
+        return
+    overrides = [a for a in args if not a.startswith("-")]
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if any(k in ("hydra/sweeper", "sweep") for k in keys):
+        return
+    try:
+        from hydra import compose, initialize_config_dir
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        if len(jobs) < 2:
+            return  # one job checks itself before training
+        from resablate.train import check_job
+
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            for number, job in enumerate(jobs):
+                task = [o for o in job if not o.split("=", 1)[0].lstrip("+~").startswith("hydra")]
+                try:
+                    check_job(compose("config", overrides=task))
+                except ConfigError as err:
+                    raise ConfigError(f"job {number} of the sweep ({' '.join(task)}): {err}; no job was started") \
+                        from None
+    except ConfigError:
+        raise
+    except (HydraException, ValueError, KeyError, TypeError, AttributeError):
+        return  # not composable here (an interpolation of the hydra node, a glob): the jobs report it themselves
+
+
 def check_output_dir(args: list[str]) -> None:
     """The run folder (sweep folder under -m) can be created: Hydra makes it before anything of ours runs, and a path
     under a file or in a read-only folder would end in its traceback."""

@@ -165,9 +165,9 @@ def build_net(cfg: DictConfig, datamodule: pl.LightningDataModule) -> ResNet:
         raise ConfigError(str(err)) from None
 
 
-def prepare(cfg: DictConfig) -> Job:
-    """Check everything that can be checked without training; raise ConfigError naming the bad value."""
-    run_dir, overrides, group = _hydra_context(cfg)
+def check_values(cfg: DictConfig) -> pl.LightningDataModule:
+    """The checks of a composed config that need no data and no network: missing values, trainer, recipe, objective,
+    the data module's options (built, nothing read). Returns the data module."""
     missing = sorted(OmegaConf.missing_keys(cfg))  # `???` in conf/, e.g. data=imagenet's root
     if missing:
         raise ConfigError(f"{missing[0]} has no value and no default: set {missing[0]}=... on the command line")
@@ -177,7 +177,21 @@ def prepare(cfg: DictConfig) -> Job:
     for key in [objective] if isinstance(objective, str) else objective:
         if key != "auto" and key not in OBJECTIVE_KEYS:
             raise ConfigError(f"objective {key!r} is not valid; valid: auto, {', '.join(OBJECTIVE_KEYS)}")
-    datamodule = build_datamodule(cfg)
+    return build_datamodule(cfg)
+
+
+def check_job(cfg: DictConfig) -> None:
+    """What `prepare` refuses before training, short of reading data: for a sweep to check all its jobs up front.
+    The network is built on the meta device (shapes only, no memory), so even a ResNet-1202 costs milliseconds."""
+    datamodule = check_values(cfg)
+    with torch.device("meta"):
+        build_net(cfg, datamodule)
+
+
+def prepare(cfg: DictConfig) -> Job:
+    """Check everything that can be checked without training; raise ConfigError naming the bad value."""
+    run_dir, overrides, group = _hydra_context(cfg)
+    datamodule = check_values(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
     net = build_net(cfg, datamodule)
     try:

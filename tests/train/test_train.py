@@ -124,3 +124,19 @@ def test_multirun_fashion_mnist_four_jobs_four_wandb_runs(tmp_path):
         wandb_ids.add(s["wandb_id"])
     assert seen == {("none", 8), ("none", 14), ("zero_pad", 8), ("zero_pad", 14)}
     assert len(wandb_ids) == 4
+
+
+@pytest.mark.parametrize("sweep,message", [
+    (["depth=8,35"], "job 1 of the sweep (data=synthetic depth=35 trainer.max_steps=2): depth 35 with block"),
+    (["recipe.lr=0.1,-1", "depth=8"], "job 1 of the sweep (data=synthetic recipe.lr=-1 depth=8 trainer.max_steps=2): "
+                                      "recipe.lr=-1.0 must be > 0"),
+])
+def test_a_sweep_with_one_bad_job_starts_none(tmp_path, sweep, message):
+    """The bad job is the last one: without the check up front the first would train, then the sweep would end in a
+    traceback."""
+    proc = run_app(["-m", "data=synthetic", *sweep, "trainer.max_steps=2"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"resablate: error: {message}") and last.endswith("; no job was started")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "multirun").exists()
