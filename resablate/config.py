@@ -349,7 +349,7 @@ def check_sweep_jobs(args: list[str]) -> None:
                         from None
     except ConfigError:
         raise
-    except (HydraException, ValueError, KeyError, TypeError, AttributeError):
+    except (HydraException, ValueError, KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError):
         return  # not composable here (an interpolation of the hydra node, a glob): the jobs report it themselves
 
 
