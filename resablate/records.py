@@ -87,6 +87,18 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / SUMMARY, json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n")
 
+    def remove_partial_writes(self) -> list[Path]:
+        """Delete the half-written temporaries (`.<name>.tmp<pid>`) that a job killed in the middle of an atomic write
+        left behind: a checkpoint's can be as large as the checkpoint itself. Call it under `lock()`: then no live
+        process of this folder is writing. Returns what it removed."""
+        removed = []
+        for folder in (self.path, self.checkpoints):
+            for file in folder.glob(".*.tmp*") if folder.is_dir() else []:
+                if file.is_file():
+                    file.unlink(missing_ok=True)
+                    removed.append(file)
+        return removed
+
     def last_checkpoint(self) -> tuple[Path, int] | None:
         """The newest readable checkpoint and its step; a corrupt last.ckpt is reported and the previous one used."""
         damaged = []

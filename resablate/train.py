@@ -384,6 +384,7 @@ def train(cfg: DictConfig) -> float | list[float]:
                 held.enter_context(run.lock())
             except RunFolderBusy as err:
                 return _busy(cfg, err)
+            run.remove_partial_writes()
         previous = run.summary()  # read under the lock: a job that just finished the folder is seen as finished
         if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
             print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")

@@ -180,3 +180,22 @@ def test_no_readable_checkpoint_starts_over_and_says_so(tmp_path, capsys):
     (folder.checkpoints / "last.ckpt").write_bytes(b"\x00" * 100)
     assert folder.last_checkpoint() is None
     assert f"[resablate] no readable checkpoint in {folder.checkpoints}: starting over" in capsys.readouterr().out
+
+
+def test_half_written_files_of_a_killed_job_are_removed_when_it_resumes(in_process, tmp_path):
+    """A kill in the middle of an atomic write leaves `.<name>.tmp<pid>` behind (a checkpoint's is as large as the
+    checkpoint); the next job on the folder, holding its lock, removes them, and keeps the real files."""
+    run = tmp_path / "run"
+    code, _, err = in_process([*TINY, "trainer.max_steps=8", "trainer.checkpoint_every_n_steps=4", "resume=never",
+                               f"hydra.run.dir={run}"])
+    assert code == 0, err[-3000:]
+    (run / "summary.json").unlink()  # as if killed before the end: the next run resumes from last.ckpt
+    stale = [run / "checkpoints" / ".last.ckpt.tmp4242", run / "checkpoints" / ".last.prev.ckpt.tmp4242",
+             run / ".metrics.csv.tmp4242", run / ".summary.json.tmp4242"]
+    for file in stale:
+        file.write_bytes(b"\x00" * 1000)
+    code, _, err = in_process([*TINY, "trainer.max_steps=8", "trainer.checkpoint_every_n_steps=4",
+                               f"hydra.run.dir={run}"])
+    assert code == 0, err[-3000:]
+    assert not [f for f in stale if f.exists()]
+    assert (run / "checkpoints" / "last.ckpt").exists() and RunFolder(run).summary()["status"] == "completed"
