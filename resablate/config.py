@@ -214,7 +214,8 @@ def register() -> None:
     """Put the schema in Hydra's ConfigStore and the run-name resolvers in OmegaConf; safe to call twice.
 
     The resolvers read the overrides of the config Hydra is running (for a sweep folder: the sweeper's, with the sweep
-    lists) and cache their answer; Hydra copies that cache into each job's config, so all jobs of a sweep share one folder.
+    lists) and cache their answer; Hydra copies that cache into each job's config, so all jobs of a sweep share one
+    folder.
     """
     ConfigStore.instance().store(name="resablate_schema", node=ResablateConfig)
     for name, fn in (("resablate_run_name", _run_name), ("resablate_sweep_name", _sweep_name)):
@@ -253,7 +254,8 @@ def _option_keys(group: str, name: str) -> list[str]:
 def check_override_keys(args: list[str]) -> None:
     """Every `key=value` override of the command line names a key of the schema; else a ConfigError naming the key,
     the closest valid one and the valid keys at that level. Hydra would only say "Key 'depht' not in 'ResablateConfig'".
-    Group choices (`shortcut=foo`), additions (`+key=`), deletions and `hydra.*` are left to Hydra (it lists options)."""
+    Group choices (`shortcut=foo`), additions (`+key=`), deletions and `hydra.*` are left to Hydra (it lists
+    options)."""
     import difflib
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -422,7 +424,9 @@ def check_trainer(trainer: DictConfig) -> None:
     if str(trainer.precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision={trainer.precision!r} is not valid; valid: {', '.join(PRECISIONS)}")
     if trainer.progress_bar not in PROGRESS_BARS:
-        raise ConfigError(f"trainer.progress_bar={trainer.progress_bar!r} is not valid; valid: {', '.join(PROGRESS_BARS)}")
+        raise ConfigError(
+            f"trainer.progress_bar={trainer.progress_bar!r} is not valid; valid: {', '.join(PROGRESS_BARS)}"
+        )
     _check_accelerator(str(trainer.accelerator), int(trainer.devices))
     from pytorch_lightning.strategies import StrategyRegistry
 

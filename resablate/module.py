@@ -81,7 +81,11 @@ class ResNetModule(pl.LightningModule):
     def configure_optimizers(self):
         r = self.recipe
         return torch.optim.SGD(
-            self.net.parameters(), lr=r["lr"], momentum=r["momentum"], weight_decay=r["weight_decay"], nesterov=r["nesterov"]
+            self.net.parameters(),
+            lr=r["lr"],
+            momentum=r["momentum"],
+            weight_decay=r["weight_decay"],
+            nesterov=r["nesterov"],
         )
 
     # ------------------------------------------------------------------------------------------------------ training
@@ -104,7 +108,11 @@ class ResNetModule(pl.LightningModule):
         return loss
 
     def _flush_window(self, step: int, batch_size: int) -> None:
-        total = self.trainer.strategy.reduce(self._window.clone(), reduce_op="sum") if self.trainer.world_size > 1 else self._window
+        total = (
+            self.trainer.strategy.reduce(self._window.clone(), reduce_op="sum")
+            if self.trainer.world_size > 1
+            else self._window
+        )
         loss_sum, wrong, n = total.tolist()  # the one read-back of the window
         if not math.isfinite(loss_sum):
             self.diverged_at = step

@@ -256,7 +256,11 @@ def find_run_folders(paths: Iterable[str | os.PathLike]) -> list[Path]:
         for root in roots:
             if not root.exists():
                 raise FileNotFoundError(f"no run folder at {root}")
-            candidates = [root, *sorted(p.parent.parent for p in root.rglob(CONFIG)), *sorted(p.parent for p in root.rglob(SUMMARY))]
+            candidates = [
+                root,
+                *sorted(p.parent.parent for p in root.rglob(CONFIG)),
+                *sorted(p.parent for p in root.rglob(SUMMARY)),
+            ]
             for c in candidates:
                 if (c / SUMMARY).exists() or (c / CONFIG).exists():
                     found[c.resolve()] = None

@@ -1,15 +1,16 @@
 """Weights & Biases: one W&B run per job, offline unless a key is configured; nothing depends on reaching a server.
 
-ECOSYSTEM.md pitfalls handled here: the mode is passed to `wandb.init` (Lightning's `offline=True` would set WANDB_MODE for
-the rest of the process), and `train` calls `wandb.finish()` at the end of every job, failures included, so each job of a
-multirun is its own W&B run. Runs are grouped by sweep folder, named by the job's overrides, tagged depth/shortcut/block.
+ECOSYSTEM.md pitfalls handled here: the mode is passed to `wandb.init` (Lightning's `offline=True` would set WANDB_MODE
+for the rest of the process), and `train` calls `wandb.finish()` at the end of every job, failures included, so each job
+of a multirun is its own W&B run. Runs are grouped by sweep folder, named by the job's overrides, tagged
+depth/shortcut/block.
 """
 
 from __future__ import annotations
 
 import netrc
-import uuid
 import os
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +37,9 @@ def wandb_mode(requested: str) -> str:
     return "offline"
 
 
-def wandb_logger(cfg: DictConfig, net, datamodule, overrides: list[str], group: str | None, run: RunFolder, resumed: bool):
+def wandb_logger(
+    cfg: DictConfig, net, datamodule, overrides: list[str], group: str | None, run: RunFolder, resumed: bool
+):
     mode = wandb_mode(enum_name(cfg.logger.wandb.mode))
     if mode == "disabled":
         return None
@@ -51,7 +54,12 @@ def wandb_logger(cfg: DictConfig, net, datamodule, overrides: list[str], group: 
         entity=cfg.logger.wandb.entity,
         group=group,
         name=" ".join(overrides) or "defaults",
-        tags=[f"depth-{arch['depth']}", f"shortcut-{arch['shortcut']}", f"block-{arch['block']}", f"data-{datamodule.name}"],
+        tags=[
+            f"depth-{arch['depth']}",
+            f"shortcut-{arch['shortcut']}",
+            f"block-{arch['block']}",
+            f"data-{datamodule.name}",
+        ],
         save_dir=str(Path(run.path)),
         id=run_id,
         resume="allow" if resumed else None,

@@ -1,9 +1,9 @@
 """`train(cfg)`: one job, from a composed config to a finished run folder. The Hydra app in `__main__` is a thin shell.
 
 Order matters: everything that can be wrong with the config or the data is checked (`prepare`) before a Trainer exists,
-so a bad value costs seconds, not a run. Then the run folder is locked, resumed from its last checkpoint when `resume=auto`,
-trained, tested, and closed with `summary.json` whatever happens (`completed`, `diverged`, `pruned`, `failed`,
-`interrupted`).
+so a bad value costs seconds, not a run. Then the run folder is locked, resumed from its last checkpoint when
+`resume=auto`, trained, tested, and closed with `summary.json` whatever happens (`completed`, `diverged`, `pruned`,
+`failed`, `interrupted`).
 
 Nothing is lost: a job killed outright resumes from its last checkpoint (written atomically every N steps) and ends
 bitwise equal to an uninterrupted one on CPU; SIGTERM, SIGUSR1 and SIGUSR2 (SLURM preemption and time limits) save a
@@ -204,12 +204,16 @@ def prepare(cfg: DictConfig) -> Job:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ConfigError(f"run folder {run_dir} is not writable ({err.strerror}); set hydra.run.dir / hydra.sweep.dir") from None
+        raise ConfigError(
+            f"run folder {run_dir} is not writable ({err.strerror}); set hydra.run.dir / hydra.sweep.dir"
+        ) from None
     plugins = cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes, str(cfg.trainer.strategy))
     install_rank_relaunch(str(cfg.trainer.strategy))
     recipe = to_container(cfg.recipe)
     warmup = {"on": True, "off": False, "auto": net.arch.depth >= 110}[recipe["warmup"]]
-    return Job(cfg, RunFolder(run_dir), net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins)
+    return Job(
+        cfg, RunFolder(run_dir), net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins
+    )
 
 
 def objective_value(cfg: DictConfig, summary: dict) -> float | list[float]:
@@ -251,7 +255,8 @@ class Stopwatch(pl.Callback):
 
 
 class TrialReporter(pl.Callback):
-    """Reports each evaluation's error to the Optuna trial this job runs for, and stops the job when the trial prunes."""
+    """Reports each evaluation's error to the Optuna trial this job runs for, and stops the job when the trial
+    prunes."""
 
     def __init__(self, trial, key: str):
         self.trial, self.key, self.pruned_at = trial, key, None
@@ -444,7 +449,11 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
     )
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
     loggers: list = [metrics]
-    wandb = wandb_logger(job.cfg, job.net, job.datamodule, job.overrides, job.group, run, resumed=resume is not None) if main else None
+    wandb = (
+        wandb_logger(job.cfg, job.net, job.datamodule, job.overrides, job.group, run, resumed=resume is not None)
+        if main
+        else None
+    )
     if wandb is not None:
         loggers.append(wandb)
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -452,7 +461,8 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
     stopwatch = Stopwatch()
     callbacks: list[pl.Callback] = [
         stopwatch,
-        ModelCheckpoint(dirpath=run.checkpoints, filename="last", every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+        ModelCheckpoint(dirpath=run.checkpoints, filename="last",
+                        every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
                         save_top_k=0, save_last=True, enable_version_counter=False),
         *_progress_bar(cfg.trainer.progress_bar),
     ]
@@ -568,18 +578,23 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
         import wandb as wandb_lib
 
         if trainer.global_rank == 0 and wandb_lib.run is not None:
-            wandb_lib.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None})
+            wandb_lib.run.summary.update(
+                {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None}
+            )
         wandb_lib.finish(exit_code=0 if status == "completed" else 1)
 
 
 def _timestamp(seconds: float) -> str:
-    """Local time with its UTC offset, to the second: when runs of a sweep started and ended, and whether they overlapped."""
+    """Local time with its UTC offset, to the second: when runs of a sweep started and ended, and whether they
+    overlapped."""
     return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
 def _print_result(job: Job, s: dict) -> None:
     what = " ".join(job.overrides) or "defaults"
-    errors = ", ".join(f"{k} {s[f'{k}_error']:.2f}%" for k in ("test", "val", "train") if s.get(f"{k}_error") is not None)
+    errors = ", ".join(
+        f"{k} {s[f'{k}_error']:.2f}%" for k in ("test", "val", "train") if s.get(f"{k}_error") is not None
+    )
     ips = f"{s['images_per_second']:.0f} img/s" if s.get("images_per_second") else "- img/s"
     extra = {
         "diverged": f" at step {s.get('diverged_at')} (non-finite training loss)",

@@ -40,4 +40,6 @@ def run_app(args, cwd, timeout=600, env=None, check=True):
     return proc
 
 
-needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian package dataset-fashion-mnist not installed")
+needs_fashion_mnist = pytest.mark.skipif(
+    not FASHION_MNIST.exists(), reason="Debian package dataset-fashion-mnist not installed"
+)

@@ -1,4 +1,5 @@
-"""resablate's Optuna sweeper for Hydra: `python -m resablate -m hydra/sweeper=optuna hydra.sweeper.params.depth='choice(20,56)'`.
+"""resablate's Optuna sweeper for Hydra:
+`python -m resablate -m hydra/sweeper=optuna hydra.sweeper.params.depth='choice(20,56)'`.
 
 It replaces hydra-optuna-sweeper, which pins optuna<3 (broken sqlite storage under SQLAlchemy 2), cannot prune, adds
 `n_trials` to a resumed study instead of completing it, and samples the excluded end of `range(a, b)`. Here `n_trials`

@@ -126,13 +126,17 @@ class OptunaSweeperImpl:
         if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
             raise OptunaSweeperError(f"Optuna sweeper: n_jobs must be a positive int, got {self.n_jobs!r}")
         if not 0.0 <= float(self.max_failure_rate) <= 1.0:
-            raise OptunaSweeperError(f"Optuna sweeper: max_failure_rate must be in [0, 1], got {self.max_failure_rate!r}")
+            raise OptunaSweeperError(
+                f"Optuna sweeper: max_failure_rate must be in [0, 1], got {self.max_failure_rate!r}"
+            )
         if not (self.heartbeat_interval > 0 and self.stale_after > 0):
             raise OptunaSweeperError("Optuna sweeper: heartbeat_interval and stale_after must be positive")
         self.directions = check_directions(self.direction)
         self.pruner = pruner_spec(self.pruner_name, self.pruner_args)
         if len(self.directions) > 1 and self.pruner["name"] != "none":
-            log.warning("Optuna sweeper: optuna cannot prune multi-objective trials; pruner %r is ignored", self.pruner["name"])
+            log.warning(
+                "Optuna sweeper: optuna cannot prune multi-objective trials; pruner %r is ignored", self.pruner["name"]
+            )
         self._prepare(list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False)))
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
@@ -144,7 +148,10 @@ class OptunaSweeperImpl:
         lines = [f"{k}={v}" for k, v in self.params.items()] + self._task_overrides
         self.space: SearchSpace = parse_search_space(lines, config_loader=self.hydra_context.config_loader)
         if not self.space.params:
-            log.warning("Optuna sweeper: no parameter to sweep (hydra.sweeper.params is empty): every trial runs the same config")
+            log.warning(
+                "Optuna sweeper: no parameter to sweep (hydra.sweeper.params is empty): "
+                "every trial runs the same config"
+            )
 
         # Build the sampler once now so that an unknown name or bad sampler_args fail before any job.
         self._sampler = None
@@ -153,7 +160,9 @@ class OptunaSweeperImpl:
         if self.sampler_name == "grid":
             size = grid_size(self.space.distributions)
             if size < self.n_trials:
-                log.warning("Optuna sweeper: the grid has %d points; n_trials=%d is capped at %d", size, self.n_trials, size)
+                log.warning(
+                    "Optuna sweeper: the grid has %d points; n_trials=%d is capped at %d", size, self.n_trials, size
+                )
                 self.target = size
 
         self._check_composition()
@@ -206,7 +215,11 @@ class OptunaSweeperImpl:
         """Compose the job config for every choice once (others at their first value): a typo fails here."""
         assert self.config is not None and self.hydra_context is not None
         base = {
-            name: p.distribution.choices[0] if isinstance(p.distribution, CategoricalDistribution) else p.distribution.low
+            name: (
+                p.distribution.choices[0]
+                if isinstance(p.distribution, CategoricalDistribution)
+                else p.distribution.low
+            )
             for name, p in self.space.params.items()
         }
         batches = [base]
@@ -275,7 +288,7 @@ class OptunaSweeperImpl:
                     break
                 results = self._launch(batch)
                 returns.append(results)
-                for job, ret in zip(batch, results):
+                for job, ret in zip(batch, results, strict=False):
                     self._tell(job, ret)
                 self._check_failure_rate()
         finally:
@@ -375,7 +388,9 @@ class OptunaSweeperImpl:
         return results
 
     def _env(self, job: _Job) -> str:
-        return trial_env(self.storage_spec, self.study_name, job.trial_id, job.number, self.pruner, len(self.directions))
+        return trial_env(
+            self.storage_spec, self.study_name, job.trial_id, job.number, self.pruner, len(self.directions)
+        )
 
     def _tell(self, job: _Job, ret: JobReturn) -> None:
         self._heartbeat.discard(job.trial_id)
@@ -422,7 +437,11 @@ class OptunaSweeperImpl:
             "study_name": self.study_name,
             "storage": _redact(self.storage_spec),
             "direction": self.directions[0] if len(self.directions) == 1 else self.directions,
-            "n_trials": {"target": self.target, "total": len(trials), **{s.name: counts.get(s.name, 0) for s in TrialState}},
+            "n_trials": {
+                "target": self.target,
+                "total": len(trials),
+                **{s.name: counts.get(s.name, 0) for s in TrialState},
+            },
         }
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if len(self.directions) == 1:
@@ -432,15 +451,24 @@ class OptunaSweeperImpl:
                 best_value=None if best is None else float(best.value),
                 best_params=None if best is None else dict(best.params),
             )
-            summary = "no complete trial" if best is None else f"best value {best.value:.6g} (trial {best.number}) {best.params}"
+            summary = (
+                "no complete trial"
+                if best is None
+                else f"best value {best.value:.6g} (trial {best.number}) {best.params}"
+            )
         else:
             front = sorted(self.study.best_trials, key=lambda t: t.number) if complete else []
-            doc["pareto_front"] = [{"number": t.number, "values": list(t.values), "params": dict(t.params)} for t in front]
+            doc["pareto_front"] = [
+                {"number": t.number, "values": list(t.values), "params": dict(t.params)} for t in front
+            ]
             _write_pareto(sweep_dir / PARETO_FILE, front, list(self.space.params))
             summary = f"{len(front)} trials on the Pareto front ({PARETO_FILE})"
         _atomic_write(sweep_dir / RESULTS_FILE, yaml.safe_dump(_plain(doc), sort_keys=False))
         states = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        log.info("Optuna sweeper: study %r holds %d/%d trials (%s); %s", self.study_name, len(trials), self.target, states, summary)
+        log.info(
+            "Optuna sweeper: study %r holds %d/%d trials (%s); %s",
+            self.study_name, len(trials), self.target, states, summary,
+        )
 
 
 def _outcome(ret: JobReturn, n_objectives: int) -> tuple[TrialState, list[float] | None, str | None, str | None]:
@@ -464,7 +492,9 @@ def objective_values(value: Any, n_objectives: int) -> list[float]:
     if value is None:
         raise ValueError("the task returned None; it must return the objective (a float, or one per direction)")
     if isinstance(value, (str, bytes, Mapping)):
-        raise ValueError(f"the task returned {type(value).__name__} {value!r:.80}; expected a float or a list of floats")
+        raise ValueError(
+            f"the task returned {type(value).__name__} {value!r:.80}; expected a float or a list of floats"
+        )
     try:
         values = [float(value)]
     except (TypeError, ValueError):

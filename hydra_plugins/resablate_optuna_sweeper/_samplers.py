@@ -7,8 +7,8 @@ An unknown name is answered with the list of valid ones. The pruner is rebuilt f
 from __future__ import annotations
 
 import importlib.util
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import optuna
@@ -58,7 +58,9 @@ def make_sampler(
         raise OptunaSweeperError(f"Optuna sweeper: unknown sampler {name!r}; valid samplers: {', '.join(valid)}")
     missing = [pkg for pkg in _NEEDS.get(name, ()) if importlib.util.find_spec(pkg) is None]
     if missing:
-        raise OptunaSweeperError(f"Optuna sweeper: sampler {name!r} needs {', '.join(missing)} (pip install {' '.join(missing)})")
+        raise OptunaSweeperError(
+            f"Optuna sweeper: sampler {name!r} needs {', '.join(missing)} (pip install {' '.join(missing)})"
+        )
     if name == "cmaes" and n_objectives > 1:
         raise OptunaSweeperError("Optuna sweeper: sampler 'cmaes' optimises one objective; use nsga2, tpe or random")
     kwargs = dict(args)

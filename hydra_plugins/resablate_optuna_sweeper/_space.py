@@ -2,8 +2,8 @@
 
 Semantics follow Hydra's own sweeps, so that `python app.py -m key=range(1,4)` means the same values under the basic and
 this sweeper:
-- `choice(a, b, ...)` and the command-line list `a,b,...` -> CategoricalDistribution (config-group options too; `glob(*)`
-  lists a group's options).
+- `choice(a, b, ...)` and the command-line list `a,b,...` -> CategoricalDistribution (config-group options too;
+  `glob(*)` lists a group's options).
 - `range(a, b[, step])` -> the values Hydra would enumerate (b EXCLUDED): IntDistribution(low, last, step) for ints,
   FloatDistribution(low, last, step) for floats. hydra-optuna-sweeper let TPE sample b.
 - `interval(a, b)` -> FloatDistribution(a, b); IntDistribution(a, b) (both ends included, like optuna's suggest_int)
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra._internal.grammar.utils import escape_special_characters
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Quote, QuotedString, Transformer
 from hydra.errors import HydraException
 from optuna.distributions import (
@@ -127,7 +127,9 @@ def _param(name: str, override: Override) -> Param:
 
     if override.is_choice_sweep():
         if log:
-            raise OptunaSweeperError(f"Optuna sweeper: tag(log, ...) needs an interval or a range: {override.input_line!r}")
+            raise OptunaSweeperError(
+                f"Optuna sweeper: tag(log, ...) needs an interval or a range: {override.input_line!r}"
+            )
         tokens: dict[Any, str] = {}
         for raw in override.sweep_iterator(transformer=Transformer.identity):
             tokens.setdefault(_choice_value(raw), _str_token(raw) if isinstance(raw, str) else Transformer.str(raw))

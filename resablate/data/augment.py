@@ -4,8 +4,8 @@
 The batch arrives mean-subtracted (the per-pixel mean of R1 4.2, see `base.py`), so the zero padding is zero in the
 normalized space, as torchvision's `RandomCrop(32, padding=4)` applied to a mean-subtracted image would pad it.
 
-The draw is separate from the crop: `draw_pad_crop_flip` takes a `torch.Generator` (on the CPU, so the same seed gives the
-same crops on any device), and `pad_crop_flip` is a pure function of the batch and the drawn offsets and flips. One
+The draw is separate from the crop: `draw_pad_crop_flip` takes a `torch.Generator` (on the CPU, so the same seed gives
+the same crops on any device), and `pad_crop_flip` is a pure function of the batch and the drawn offsets and flips. One
 advanced-indexing gather does the whole batch; no Python loop over images. On a GPU the draws travel in one
 non-blocking copy from pinned memory, so augmenting a batch never makes the host wait for the GPU.
 """

@@ -1,18 +1,18 @@
 """Small data sets held whole in memory (on the GPU when training on one), and the batches Lightning draws from them.
 
-R1 section 4.2 (CIFAR-10): "The network inputs are 32x32 images, with the per-pixel mean subtracted"; "4 pixels are padded
-on each side, and a 32x32 crop is randomly sampled from the padded image or its horizontal flip. For testing, we only
-evaluate the single view of the original 32x32 image"; the schedule is chosen on a 45k/5k train/val split. Here:
+R1 section 4.2 (CIFAR-10): "The network inputs are 32x32 images, with the per-pixel mean subtracted"; "4 pixels are
+padded on each side, and a 32x32 crop is randomly sampled from the padded image or its horizontal flip. For testing, we
+only evaluate the single view of the original 32x32 image"; the schedule is chosen on a 45k/5k train/val split. Here:
 
 - `val_size` holds out that many training images (seeded) as a validation split, evaluated without augmentation;
   `train_size` trains on a fixed seeded subset of what is left. The per-pixel mean is that of the training subset.
-- Images stay uint8 (N, C, H, W) and batches are index slices (`TensorBatches`): no worker processes, no per-image Python.
-  `on_after_batch_transfer` turns a batch into floats (x / 255 minus the mean image) and, in training, applies the
-  pad-crop-flip of `augment.py` on the batch's device. The same augmentation is applied to every in-memory data set
+- Images stay uint8 (N, C, H, W) and batches are index slices (`TensorBatches`): no worker processes, no per-image
+  Python. `on_after_batch_transfer` turns a batch into floats (x / 255 minus the mean image) and, in training, applies
+  the pad-crop-flip of `augment.py` on the batch's device. The same augmentation is applied to every in-memory data set
   (Fashion-MNIST included) when `augment=True`; the paper defines it for CIFAR-10 only.
-- All randomness is a pure function of the seed and the position in training: the shuffle of epoch e, the crops and flips
-  of global batch i of epoch e. A run resumed from a mid-epoch checkpoint sees exactly the batches, crops included, of an
-  uninterrupted one, and the global batch does not depend on the number of ranks.
+- All randomness is a pure function of the seed and the position in training: the shuffle of epoch e, the crops and
+  flips of global batch i of epoch e. A run resumed from a mid-epoch checkpoint sees exactly the batches, crops
+  included, of an uninterrupted one, and the global batch does not depend on the number of ranks.
 """
 
 from __future__ import annotations

@@ -52,7 +52,9 @@ def read_meta(raw: bytes, where: str) -> list[str]:
     try:
         names = pickle.loads(raw, encoding="bytes")[b"label_names"]
     except Exception as err:  # see read_batch
-        raise CorruptDataError(f"{where} is not a readable CIFAR-10 batches.meta ({type(err).__name__}: {err})") from None
+        raise CorruptDataError(
+            f"{where} is not a readable CIFAR-10 batches.meta ({type(err).__name__}: {err})"
+        ) from None
     if len(names) != 10:
         raise CorruptDataError(f"{where} names {len(names)} classes where CIFAR-10 has 10")
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]

@@ -2,10 +2,10 @@
 CPU-sized stand-in task of this project, trained with the CIFAR-10 recipe of R1 section 4.2 (per-pixel mean, pad 4,
 random 28x28 crop, horizontal flip; see `base.py`).
 
-The four idx files (`train-images-idx3-ubyte.gz`, ...) are parsed with gzip and NumPy, checking their magic numbers (2051
-for images, 2049 for labels) and sizes. Searched in `root` when given (the four files flat, or torchvision's
-`FashionMNIST/raw/` layout under it), else in `/usr/share/datasets/fashion-mnist/` (Debian's dataset-fashion-mnist), else
-in `data/`; downloaded into `<root or data>/FashionMNIST/raw/` when `download=True` and found nowhere.
+The four idx files (`train-images-idx3-ubyte.gz`, ...) are parsed with gzip and NumPy, checking their magic numbers
+(2051 for images, 2049 for labels) and sizes. Searched in `root` when given (the four files flat, or torchvision's
+`FashionMNIST/raw/` layout under it), else in `/usr/share/datasets/fashion-mnist/` (Debian's dataset-fashion-mnist),
+else in `data/`; downloaded into `<root or data>/FashionMNIST/raw/` when `download=True` and found nowhere.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
-"""ImageNet 2012 classification (R1 section 3.4), from ImageFolder trees `<root>/train/<class>/*` and `<root>/val/<class>/*`.
+"""ImageNet 2012 classification (R1 section 3.4), from ImageFolder trees `<root>/train/<class>/*` and
+`<root>/val/<class>/*`.
 
 Training (R1 3.4, following Krizhevsky et al. and Simonyan & Zisserman): "The image is resized with its shorter side
-randomly sampled in [256, 480] for scale augmentation. A 224x224 crop is randomly sampled from an image or its horizontal
-flip, with the per-pixel mean subtracted. The standard color augmentation in [21] is used." Here: shorter side uniform in
-[256, 480], random 224 crop, horizontal flip, AlexNet's PCA lighting noise (std 0.1), then per-channel normalization.
-Evaluation: shorter side 256, centre 224 crop (the "center crop" of R1 Fig. 4).
+randomly sampled in [256, 480] for scale augmentation. A 224x224 crop is randomly sampled from an image or its
+horizontal flip, with the per-pixel mean subtracted. The standard color augmentation in [21] is used." Here: shorter
+side uniform in [256, 480], random 224 crop, horizontal flip, AlexNet's PCA lighting noise (std 0.1), then per-channel
+normalization. Evaluation: shorter side 256, centre 224 crop (the "center crop" of R1 Fig. 4).
 
 Deviations: per-channel mean/std normalization (the usual ImageNet statistics) stands in for the per-pixel mean image,
 which would need a pass over 1.28M images of different sizes; the paper's 10-crop and fully-convolutional multi-scale
 testing are not implemented (single centre crop). No split is held out of train/: val/ is the validation set and serves
-both `val_dataloader` and `test_dataloader` (the paper reports on it); `val_size` must be 0. ImageNet is never downloaded
-(its licence requires a login): `download` is accepted for a uniform config and has no effect. Images are decoded by
-`num_workers` worker processes; under DDP Lightning's DistributedSampler shards the loaders and pads the evaluation set to
-a multiple of the world size, so up to world_size - 1 validation images can count twice when 50,000 does not divide.
+both `val_dataloader` and `test_dataloader` (the paper reports on it); `val_size` must be 0. ImageNet is never
+downloaded (its licence requires a login): `download` is accepted for a uniform config and has no effect. Images are
+decoded by `num_workers` worker processes; under DDP Lightning's DistributedSampler shards the loaders and pads the
+evaluation set to a multiple of the world size, so up to world_size - 1 validation images can count twice when 50,000
+does not divide.
 """
 
 from __future__ import annotations
@@ -158,7 +160,9 @@ class ImageNetData(pl.LightningDataModule):
         train = ImageFolder(str(root / "train"), transform=train_transform() if self.augment else eval_transform())
         if self.train_size is not None:
             if self.train_size > len(train):
-                raise ValueError(f"train_size={self.train_size} must be <= {len(train)}, the images in {root / 'train'}")
+                raise ValueError(
+                    f"train_size={self.train_size} must be <= {len(train)}, the images in {root / 'train'}"
+                )
             order = torch.randperm(len(train), generator=seeded_generator(self.seed, SPLIT))
             train = Subset(train, order[: self.train_size].sort().values.tolist())
         self._train, self.num_train = train, len(train)

@@ -1,12 +1,12 @@
 """Residual blocks: R1 Fig. 2 (basic) and Fig. 5 (bottleneck); R2 Fig. 4(e) full pre-activation.
 
-All blocks share one signature, `Block(in_channels, width, stride, shortcut)`, output `width * expansion` channels, and leave
-the merge to their shortcut module. Post-activation blocks apply ReLU after the merge (R1); pre-activation blocks apply
-nothing after it (R2). Deviation switch: `Bottleneck(stride_on="3x3")` is torchvision's "v1.5" (R1 puts the stride on the
-first 1x1 convolution, which is our default).
+All blocks share one signature, `Block(in_channels, width, stride, shortcut)`, output `width * expansion` channels, and
+leave the merge to their shortcut module. Post-activation blocks apply ReLU after the merge (R1); pre-activation blocks
+apply nothing after it (R2). Deviation switch: `Bottleneck(stride_on="3x3")` is torchvision's "v1.5" (R1 puts the stride
+on the first 1x1 convolution, which is our default).
 
-Every block has `zero_init_last()`, called by duck typing, which zeroes the last affine of the residual branch so the block
-starts as its shortcut (Goyal et al. 2017; torchvision's `zero_init_residual`).
+Every block has `zero_init_last()`, called by duck typing, which zeroes the last affine of the residual branch so the
+block starts as its shortcut (Goyal et al. 2017; torchvision's `zero_init_residual`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ class BasicBlock(nn.Module):
 
 @BLOCKS.register("bottleneck")
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand to 4x width (R1 Fig. 5). R1 strides the first 1x1; `stride_on="3x3"` is torchvision v1.5."""
+    """1x1 reduce, 3x3, 1x1 expand to 4x width (R1 Fig. 5).
+
+    R1 strides the first 1x1; `stride_on="3x3"` is torchvision v1.5.
+    """
 
     expansion = 4
     preactivation = False

@@ -1,8 +1,8 @@
 """Parameter and multiply-add counts, as R1 reports them ("FLOPs" in R1 Table 1 are multiply-adds).
 
-`torch.utils.flop_counter.FlopCounterMode` counts 2 FLOPs per multiply-add of convolutions and matrix products; we halve it.
-Like R1, BN, ReLU, pooling and additions are not counted. Counting runs on the meta device, so a ResNet-152 at 224x224 costs
-no compute.
+`torch.utils.flop_counter.FlopCounterMode` counts 2 FLOPs per multiply-add of convolutions and matrix products; we halve
+it. Like R1, BN, ReLU, pooling and additions are not counted. Counting runs on the meta device, so a ResNet-152 at
+224x224 costs no compute.
 """
 
 from __future__ import annotations

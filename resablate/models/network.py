@@ -2,8 +2,9 @@
 
 - `cifar`: 3x3 stem with 16 filters, three stages of n blocks at widths 16/32/64 on 32/16/8 maps; basic blocks give
   6n+2 weighted layers (R1 4.2), bottlenecks 9n+2 (R2: ResNet-164, -1001).
-- `imagenet`: 7x7/2 stem with 64 filters and a 3x3/2 max-pool, four stages at widths 64/128/256/512 (R1 Table 1). For small
-  inputs (side < 64, e.g. CIFAR-10 or Fashion-MNIST) the stem is the 3x3 one without max-pool, so ResNet-34 trains on 32x32.
+- `imagenet`: 7x7/2 stem with 64 filters and a 3x3/2 max-pool, four stages at widths 64/128/256/512 (R1 Table 1). For
+  small inputs (side < 64, e.g. CIFAR-10 or Fashion-MNIST) the stem is the 3x3 one without max-pool, so ResNet-34 trains
+  on 32x32.
 - Pre-activation networks (R2 section 4.1): the first unit's BN-ReLU follows the stem convolution, and an extra BN-ReLU
   follows the last unit; the CIFAR stem is a bare convolution.
 
@@ -149,7 +150,9 @@ def resolve_architecture(
         if not stage_depths or min(stage_depths) < 1:
             raise ValueError(f"stage_depths={list(stage_depths)} must be a non-empty list of positive block counts")
         if family == "auto":
-            family = {3: "cifar", 4: "imagenet"}.get(len(stage_depths), "cifar" if len(stage_depths) < 4 else "imagenet")
+            family = {3: "cifar", 4: "imagenet"}.get(
+                len(stage_depths), "cifar" if len(stage_depths) < 4 else "imagenet"
+            )
         chosen = candidates[0]
         if depth is not None and depth != _layers_per_block(chosen) * sum(stage_depths) + 2:
             raise ValueError(
@@ -197,7 +200,11 @@ def resolve_architecture(
 
 def _shortcut_class(shortcut: str, options: Mapping) -> type[nn.Module]:
     cls = SHORTCUTS[shortcut]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "in_channels", "out_channels", "stride")]
+    accepted = [
+        p
+        for p in inspect.signature(cls.__init__).parameters
+        if p not in ("self", "in_channels", "out_channels", "stride")
+    ]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
@@ -250,7 +257,9 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         # R2: pre-activation nets end with the BN-ReLU that the last unit leaves out.
-        self.final_act = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True)) if self.preactivation else nn.Identity()
+        self.final_act = (
+            nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True)) if self.preactivation else nn.Identity()
+        )
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
         self._init_weights(zero_init_last)
@@ -261,7 +270,11 @@ class ResNet(nn.Module):
         if arch.small_input:
             conv = conv3x3(in_channels, width)
             # R2 on CIFAR: the first unit's BN-ReLU follows this convolution directly.
-            return nn.Sequential(conv) if preactivation else nn.Sequential(conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+            return (
+                nn.Sequential(conv)
+                if preactivation
+                else nn.Sequential(conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+            )
         return nn.Sequential(
             nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(width),
@@ -317,7 +330,8 @@ def build_network(
     zero_init_last: bool = False,
     shortcut_options: Mapping | None = None,
 ) -> ResNet:
-    """A plain or residual network from names, e.g. `build_network(depth=110, shortcut="zero_pad")` (ResNet-110, option A).
+    """A plain or residual network from names, e.g. `build_network(depth=110, shortcut="zero_pad")` (ResNet-110,
+    option A).
 
     `block="auto"` picks basic or bottleneck from the depth, `block="preact"` their R2 pre-activation twins;
     `family="auto"` picks cifar or imagenet from the depth, and from `image_size` where both fit.

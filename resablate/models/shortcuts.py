@@ -1,11 +1,13 @@
 """Shortcut connections: R1 section 3.3 (options A, B, C), Highway Networks (HW) and R2 Table 1 / Fig. 2 variants.
 
-A shortcut owns the merge of a block's residual branch `fx` with its input `x`: `out = shortcut(x, fx)`. Blocks never branch on
-the kind of shortcut. The network picks, per block, the configured kind where the block changes shape and `IdentityShortcut`
-elsewhere, unless the kind sets `everywhere = True` (option C, gates, scaling and dropout act on every block).
+A shortcut owns the merge of a block's residual branch `fx` with its input `x`: `out = shortcut(x, fx)`. Blocks never
+branch on the kind of shortcut. The network picks, per block, the configured kind where the block changes shape and
+`IdentityShortcut` elsewhere, unless the kind sets `everywhere = True` (option C, gates, scaling and dropout act on
+every block).
 
 Every kind is registered under the snake_case name used by `conf/shortcut/NAME.yaml`, sweeps, run folders and tables.
-Where a kind needs to carry `x` across a change of shape (gates, scaling, dropout), `carry` names the option A or B path.
+Where a kind needs to carry `x` across a change of shape (gates, scaling, dropout), `carry` names the option A or B
+path.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""R1 Table 1 (ImageNet architectures) and the parameter column of R1 Table 6 (CIFAR-10), regenerated from the builder."""
+"""R1 Table 1 (ImageNet architectures) and the parameter column of R1 Table 6 (CIFAR-10), regenerated from the
+builder."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_resumed_run_sees_the_same_batches_and_ends_with_the_same_weights(uninte
     assert state["combined_loader"] == [loader_state]
     resumed = fit(ckpt_path=folder / f"step{step}.ckpt")
     assert len(resumed.seen) == STEPS - step
-    for (x, y), (x_full, y_full) in zip(resumed.seen, full.seen[step:]):
+    for (x, y), (x_full, y_full) in zip(resumed.seen, full.seen[step:], strict=True):
         assert torch.equal(y, y_full) and torch.equal(x, x_full)
-    for p, p_full in zip(resumed.parameters(), full.parameters()):
+    for p, p_full in zip(resumed.parameters(), full.parameters(), strict=True):
         assert torch.equal(p, p_full)

@@ -214,8 +214,8 @@ def test_a_pruned_ddp_trial_stops_every_rank(tmp_path):
     study.add_trial(optuna.trial.create_trial(  # a perfect trial: the next one is worse at its first evaluation
         params={"depth": 8}, distributions={"depth": CategoricalDistribution([8])}, value=0.0,
         intermediate_values={10: 0.0, 20: 0.0, 30: 0.0}))
-    out = run_app(["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=ddp-prune", f"hydra.sweeper.storage={storage}",
-                   "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median",
+    out = run_app(["-m", "hydra/sweeper=optuna", "hydra.sweeper.study_name=ddp-prune",
+                   f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median",
                    "hydra.sweeper.pruner_args.n_startup_trials=1", "hydra.sweeper.params.depth=choice(8)",
                    *[a for a in DDP if not a.startswith(("trainer.max_steps", "depth"))], "data.val_size=256",
                    "trainer.max_steps=30", f"hydra.sweep.dir={tmp_path / 'sweep'}"],

@@ -10,7 +10,13 @@ from resablate.models import BLOCKS, SHORTCUTS, build_network, count_macs, count
 # PAPER.md: exact counts with option A, BN affine and fc included.
 CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 # torchvision's counts for option B with 1000 classes; R1 Table 1 GMACs.
-IMAGENET = {18: (11_689_512, 1.8), 34: (21_797_672, 3.6), 50: (25_557_032, 3.8), 101: (44_549_160, 7.6), 152: (60_192_808, 11.3)}
+IMAGENET = {
+    18: (11_689_512, 1.8),
+    34: (21_797_672, 3.6),
+    50: (25_557_032, 3.8),
+    101: (44_549_160, 7.6),
+    152: (60_192_808, 11.3),
+}
 
 
 @pytest.mark.parametrize("depth", CIFAR_PARAMS)
@@ -38,7 +44,10 @@ def test_stride_on_3x3_is_torchvision_v1_5():
 
 
 def test_r2_bottleneck_cifar_sizes():
-    assert count_params(build_network(depth=164, block="preact", shortcut="projection")) / 1e6 == pytest.approx(1.7, abs=0.05)
+    assert (
+        count_params(build_network(depth=164, block="preact", shortcut="projection")) / 1e6
+        == pytest.approx(1.7, abs=0.05)
+    )
     arch = resolve_architecture(depth=1001, block="preact")
     assert (arch.block, arch.stage_depths) == ("preact_bottleneck", (111, 111, 111))
 
@@ -57,7 +66,9 @@ def _pair_cases():
 @pytest.mark.parametrize("family", ["cifar", "imagenet"])
 def test_every_pair_builds_runs_backward_and_pickles(shortcut, block, family):
     bottleneck = BLOCKS[block].expansion == 4
-    depth = {("cifar", False): 8, ("cifar", True): 11, ("imagenet", False): 18, ("imagenet", True): 50}[family, bottleneck]
+    depth = {
+        ("cifar", False): 8, ("cifar", True): 11, ("imagenet", False): 18, ("imagenet", True): 50
+    }[family, bottleneck]
     net = build_network(depth=depth, block=block, shortcut=shortcut, family=family, num_classes=7, in_channels=1,
                         width_multiplier=0.25 if family == "imagenet" else 1.0)
     x = torch.randn(2, 1, 32, 32) if family == "cifar" else torch.randn(2, 1, 64, 64)
@@ -103,7 +114,8 @@ def test_impossible_depth_names_value_and_valid_nearby(depth, message):
     (dict(depth=20, family="mnist"), r"unknown family 'mnist'; valid: auto, cifar, imagenet"),
     (dict(depth=34, block="bottleneck"), r"depth 34 with block bottleneck"),
     (dict(depth=50), r"depth 50 fits both the cifar and the imagenet family"),
-    (dict(depth=20, shortcut="zero_pad", shortcut_options={"gate_bias": -1}), r"no option 'gate_bias'; its options: none"),
+    (dict(depth=20, shortcut="zero_pad", shortcut_options={"gate_bias": -1}),
+     r"no option 'gate_bias'; its options: none"),
     (dict(stage_depths=[2, 2, 2], widths=[16, 32]), r"widths=\[16, 32\] must be 3 positive numbers"),
     (dict(depth=20, width_multiplier=0), r"width_multiplier=0 must be > 0"),
     (dict(depth=56, stage_depths=[3, 3, 3]), r"depth 56 disagrees with stage_depths=\[3, 3, 3\]"),

@@ -84,7 +84,9 @@ class SweepApp:
         proc = subprocess.run(self.argv(*overrides), cwd=self.root, env=self.env, capture_output=True, text=True,
                               timeout=timeout)
         if check and proc.returncode != 0:
-            raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}")
+            raise AssertionError(
+                f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}"
+            )
         return proc
 
     def popen(self, *overrides: str) -> subprocess.Popen:

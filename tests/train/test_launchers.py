@@ -19,5 +19,6 @@ def test_side_by_side_runs_the_jobs_of_a_sweep_at_the_same_time(tmp_path):
     assert [(s["status"], s["depth"], s["steps"]) for s in summaries] == [("completed", 8, 40), ("completed", 14, 40)]
     (start0, end0), (start1, end1) = ((datetime.datetime.fromisoformat(s["started_at"]),
                                        datetime.datetime.fromisoformat(s["finished_at"])) for s in summaries)
-    assert start0 < end1 and start1 < end0  # they overlapped (run one after the other, the second starts when the first has ended)
+    # they overlapped (run one after the other, the second starts when the first has ended)
+    assert start0 < end1 and start1 < end0
     assert "Joblib" in out.stdout + out.stderr  # Hydra's joblib launcher, not the basic one

@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import needs_fashion_mnist, run_app
 
-TINY = ["data=synthetic", "data.num_samples=512", "depth=8", "recipe=quick", "logger=csv", "trainer.log_every_n_steps=2"]
+TINY = ["data=synthetic", "data.num_samples=512", "depth=8", "recipe=quick", "logger=csv",
+        "trainer.log_every_n_steps=2"]
 
 
 def only_run_folder(root: Path) -> Path:
@@ -27,7 +28,10 @@ def test_single_run_writes_a_complete_run_folder(tmp_path):
     run = only_run_folder(tmp_path / "outputs")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 6
-    assert (summary["depth"], summary["shortcut"], summary["block"], summary["family"]) == (8, "zero_pad", "basic", "cifar")
+    assert (
+        (summary["depth"], summary["shortcut"], summary["block"], summary["family"])
+        == (8, "zero_pad", "basic", "cifar")
+    )
     assert (summary["dataset"], summary["recipe"], summary["seed"]) == ("synthetic", "quick", 0)
     assert summary["params"] == 75290 and summary["macs"] > 0
     assert 0 <= summary["test_error"] <= 100 and summary["val_error"] is None
@@ -57,7 +61,8 @@ def test_rerun_of_a_completed_run_does_nothing(tmp_path):
 
 
 def test_resume_after_kill_continues_from_checkpoint_step(tmp_path):
-    args = [*TINY, "data.num_samples=2048", "trainer.max_steps=60", "trainer.checkpoint_every_n_steps=4", "recipe.eval_every=60"]
+    args = [*TINY, "data.num_samples=2048", "trainer.max_steps=60", "trainer.checkpoint_every_n_steps=4",
+            "recipe.eval_every=60"]
     env = {**os.environ, "WANDB_SILENT": "true"}
     proc = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -105,8 +110,8 @@ def test_bad_input_fails_before_training_and_leaves_no_run_folder(tmp_path, args
 
 @needs_fashion_mnist
 def test_multirun_fashion_mnist_four_jobs_four_wandb_runs(tmp_path):
-    args = ["-m", "data=fashion_mnist", "data.train_size=2000", "trainer.max_steps=40", "shortcut=none,zero_pad", "depth=8,14",
-            "logger.wandb.mode=offline"]
+    args = ["-m", "data=fashion_mnist", "data.train_size=2000", "trainer.max_steps=40", "shortcut=none,zero_pad",
+            "depth=8,14", "logger.wandb.mode=offline"]
     run_app(args, cwd=tmp_path)
     sweep = [p for p in (tmp_path / "multirun").iterdir()]
     assert len(sweep) == 1
