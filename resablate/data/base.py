@@ -37,12 +37,11 @@ class CorruptDataError(ValueError):
     """A data file is there but does not hold what its format promises; the message names the file."""
 
 
-def download_failed(missing: str, url: str, err: BaseException) -> str:
-    """The message for a data set that is not here and could not be downloaded: where it was looked for, then why the
-    download failed (offline, refused, a bad checksum)."""
+def download_failed(url: str, err: BaseException) -> str:
+    """What to do about a data set that is not here and could not be downloaded: why the download failed (offline,
+    refused, a bad checksum), in place of the advice to download it."""
     reason = str(getattr(err, "reason", None) or err).strip() or type(err).__name__
-    return f"{missing.split(' Put ', 1)[0].split(' Install ', 1)[0]} The download from {url} failed ({reason}): " \
-           f"put the files there by hand, or point data.root at a copy."
+    return f"The download from {url} failed ({reason}): put the files there by hand, or point data.root at a copy."
 
 
 class Split(NamedTuple):

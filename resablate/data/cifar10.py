@@ -108,14 +108,16 @@ class CIFAR10Data(InMemoryData):
         archive = self.path / ARCHIVE
         return archive if archive.is_file() else None
 
-    def _missing(self) -> str:
+    def _missing(self, advice: str | None = None) -> str:
+        """Where CIFAR-10 was looked for, then `advice` (default: where to put it, or to download it)."""
         folder = self.path / FOLDER
         lacking = [name for name in FILES if not (folder / name).is_file()] if folder.is_dir() else []
         partial = f" ({FOLDER}/ is there but lacks {', '.join(lacking)})" if lacking else ""
+        advice = advice or (f"Put either under {self.path.resolve()} (python version, {URL}), or set "
+                            f"data.download=true on a machine that is online.")
         return (
             f"CIFAR-10 not found under {self.path.resolve()}: expected the folder {FOLDER}/ holding "
-            f"{', '.join(FILES)}, or the archive {ARCHIVE}, there{partial}. Put either under {self.path.resolve()} "
-            f"(python version, {URL}), or set data.download=true on a machine that is online."
+            f"{', '.join(FILES)}, or the archive {ARCHIVE}, there{partial}. {advice}"
         )
 
     def check(self) -> None:
@@ -126,7 +128,7 @@ class CIFAR10Data(InMemoryData):
             try:
                 download_and_extract_archive(self.url, str(self.path), filename=ARCHIVE, md5=ARCHIVE_MD5)
             except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), refused, or a bad checksum
-                raise FileNotFoundError(download_failed(self._missing(), self.url, err)) from None
+                raise FileNotFoundError(self._missing(download_failed(self.url, err))) from None
             source = self._source()
         if source is None:
             raise FileNotFoundError(self._missing())

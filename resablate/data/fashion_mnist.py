@@ -103,13 +103,14 @@ class FashionMNISTData(InMemoryData):
             if not (self.download_dir / name).is_file():
                 download_url(self.mirror + name, str(self.download_dir), filename=name, md5=md5)
 
-    def _missing(self) -> str:
+    def _missing(self, advice: str | None = None) -> str:
+        """Every place searched, then `advice` (default: the Debian package, where to put the files, or download)."""
+        advice = advice or (f"Install the Debian package dataset-fashion-mnist (files in {SYSTEM_DIR}/), put the four "
+                            f"files from https://github.com/zalandoresearch/fashion-mnist under data.root, or set "
+                            f"data.download=true on a machine that is online.")
         return (
             f"Fashion-MNIST not found: searched {', '.join(str(d.resolve()) for d in self.searched)} for "
-            f"{', '.join(FILES)} (flat, or under {RAW}/ as torchvision stores them). Install the Debian package "
-            f"dataset-fashion-mnist (files in {SYSTEM_DIR}/), put the four files from "
-            f"https://github.com/zalandoresearch/fashion-mnist under data.root, or set data.download=true on a "
-            f"machine that is online."
+            f"{', '.join(FILES)} (flat, or under {RAW}/ as torchvision stores them). {advice}"
         )
 
     def check(self) -> None:
@@ -118,7 +119,7 @@ class FashionMNISTData(InMemoryData):
             try:
                 self._download()
             except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), refused, or a bad checksum
-                raise FileNotFoundError(download_failed(self._missing(), self.mirror, err)) from None
+                raise FileNotFoundError(self._missing(download_failed(self.mirror, err))) from None
             folder = self._folder()
         if folder is None:
             raise FileNotFoundError(self._missing())
