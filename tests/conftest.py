@@ -14,19 +14,22 @@ CONF = ROOT / "conf"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-@pytest.fixture
-def compose():
-    """compose(overrides) -> the app's config, as `python -m resablate <overrides>` would see it."""
+def compose_app(overrides=(), return_hydra_config=False):
+    """The app's config, as `python -m resablate <overrides>` would see it (with the hydra node when asked: sweeper,
+    launcher, mode)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import resablate.config  # noqa: F401
+    import resablate.config  # noqa: F401  (schema and resolvers)
 
-    def _compose(overrides=(), config_name="config"):
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return hydra_compose(config_name, overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
-    return _compose
+
+@pytest.fixture
+def compose():
+    """compose(overrides) -> the app's config (compose_app)."""
+    return compose_app
 
 
 def run_app(args, cwd, timeout=600, env=None, check=True):

@@ -66,14 +66,11 @@ def write_metrics(folder: Path, steps: int, max_steps: int, final_train: float, 
 
 def write_config(folder: Path, overrides: list[str]) -> None:
     """The composed config, as Hydra writes it to .hydra/config.yaml."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import resablate.config  # noqa: F401
+    from tests.conftest import compose_app
 
-    conf = Path(__file__).resolve().parents[2] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_app(overrides)
     (folder / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
 

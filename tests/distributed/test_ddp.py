@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from resablate.config import ConfigError
 from resablate.distributed import RANK_VARIABLES, SubmititLocalEnvironment, cluster_plugins, end_job, is_main_process
-from tests.conftest import CONF, run_app
+from tests.conftest import compose_app, run_app
 
 DDP = ["data=synthetic", "depth=8", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
        "trainer.max_steps=10", "logger.wandb.mode=offline"]
@@ -168,13 +167,10 @@ def test_slurm_tasks_over_nodes(monkeypatch):
 
 @pytest.mark.parametrize(("launcher", "target"), [("slurm", "SlurmLauncher"), ("local", "LocalLauncher")])
 def test_launcher_tasks_follow_the_trainer(launcher, target):
-    import resablate.config  # noqa: F401  (schema and resolvers)
-
     overrides = [f"hydra/launcher={launcher}", "trainer=ddp", "trainer.devices=4"]
     if launcher == "slurm":
         overrides.append("trainer.num_nodes=3")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    cfg = compose_app(overrides, return_hydra_config=True)
     hl = cfg.hydra.launcher
     assert hl._target_.endswith(target)
     assert (hl.tasks_per_node, hl.gpus_per_node, hl.nodes) == (4, 4, 3 if launcher == "slurm" else 1)

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from resablate.config import to_container
 from resablate.models import count_params
+from tests.conftest import compose_app as compose
 from tests.conftest import needs_fashion_mnist, run_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,17 +39,6 @@ SEARCHES = {
     "hparams": ("minimize", ["recipe.lr", "recipe.weight_decay"], "hyperband"),
 }
 _NETS: dict[str, int] = {}  # architecture -> parameter count, so each distinct net is built once per session
-
-
-def compose(overrides, return_hydra_config=False):
-    """The app's config for `python -m resablate <overrides>`, with the hydra node when asked (sweeper, mode)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import resablate.config  # noqa: F401  (schema and resolvers)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def header_commands(name: str) -> tuple[list[str], list[str]]:
