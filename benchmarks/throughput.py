@@ -56,6 +56,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from resablate.app.hardware import choose_channels_last, detect  # noqa: E402
 from resablate.data import SyntheticData, TensorBatches, random_pad_crop_flip  # noqa: E402
 from resablate.models import build_network, count_macs  # noqa: E402
 from resablate.module import ResNetModule  # noqa: E402
@@ -260,8 +261,8 @@ class Bench:
 
 
 # -------------------------------------------------------------------------------------------------------------- main
-def measure(args, name: str, precision: str, device: torch.device, workdir: Path) -> dict:
-    bench = Bench(name, precision, device, args.batch, args.warmup, args.steps, args.chunk, not args.no_channels_last,
+def measure(args, name: str, precision: str, device: torch.device, workdir: Path, channels_last: bool) -> dict:
+    bench = Bench(name, precision, device, args.batch, args.warmup, args.steps, args.chunk, channels_last,
                   args.compile, workdir)
     ours, bare = bench.run()
     images = bench.chunk * bench.batch
@@ -292,11 +293,28 @@ def measure(args, name: str, precision: str, device: torch.device, workdir: Path
         "chunk": bench.chunk,
         "chunks": bench.chunks,
         "warmup": args.warmup,
-        "channels_last": not args.no_channels_last,
+        "channels_last": channels_last,
         "compile": args.compile,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        **machine(device),
     }
+
+
+def machine(device: torch.device) -> dict:
+    """What a figure holds for: the device's name, its vector ISA and whether bf16 is native there."""
+    found = detect(device.type)
+    return {"device_detail": found.describe(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": found.native_bf16}
+
+
+def layouts(args, device: torch.device, precision: str) -> list[bool]:
+    """The memory formats to measure: what channels_last=auto picks for this device and precision, or as asked."""
+    if args.channels_last == "both":
+        return [False, True]
+    if args.channels_last == "auto":
+        return [bool(choose_channels_last("auto", detect(device.type), precision).value)]
+    return [args.channels_last == "on"]
 
 
 def add_mfu(rows: list[dict], device: torch.device, override_tflops: float | None) -> None:
@@ -321,14 +339,16 @@ def hours(seconds: float) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'model':<10} {'precision':<11} {'device':<6} {'batch':>5} {'resablate img/s':>15} {'bare img/s':>11} " \
-           f"{'ratio':>6} {'MFU':>6} {'64k iters':>9}"
+    head = f"{'model':<10} {'precision':<11} {'layout':<6} {'device':<6} {'batch':>5} {'resablate img/s':>15} " \
+           f"{'bare img/s':>11} {'ratio':>6} {'MFU':>6} {'64k iters':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-        print(f"{r['model']:<10} {r['precision']:<11} {r['device']:<6} {r['batch']:>5} {r['resablate_ips']:>15.1f} "
-              f"{r['bare_ips']:>11.1f} {r['ratio']:>6.3f} {mfu:>6} {hours(r['time_64k_s']):>9}")
+        layout = "NHWC" if r["channels_last"] else "NCHW"
+        print(f"{r['model']:<10} {r['precision']:<11} {layout:<6} {r['device']:<6} {r['batch']:>5} "
+              f"{r['resablate_ips']:>15.1f} {r['bare_ips']:>11.1f} {r['ratio']:>6.3f} {mfu:>6} "
+              f"{hours(r['time_64k_s']):>9}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -345,7 +365,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", default=None,
                    help=f"comma-separated, from {', '.join(MODELS)} (default: all; resnet50 on a GPU only)")
     p.add_argument("--batch", type=int, default=128, help="batch size (default 128, R1 4.2)")
-    p.add_argument("--no-channels-last", action="store_true", help="NCHW instead of the default channels_last")
+    p.add_argument("--channels-last", choices=("auto", "on", "off", "both"), default="auto",
+                   help="memory format: auto (what training picks for the device and precision), on (NHWC), off "
+                        "(NCHW) or both (a row each)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (both paths), as compile=true")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOPS for the MFU column")
     p.add_argument("--json", type=Path, default=None, help="write the rows as a JSON list to this path")
@@ -390,10 +412,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="resablate-throughput-") as workdir:
         for name in args.model_names:
             for precision in args.precisions:
-                row = measure(args, name, precision, device, Path(workdir))
-                rows.append(row)
-                print(f"{name} {precision}: resablate {row['resablate_ips']} img/s (mean {row['resablate_ips_mean']}), "
-                      f"bare {row['bare_ips']} img/s (mean {row['bare_ips_mean']})", flush=True)
+                for channels_last in layouts(args, device, precision):
+                    row = measure(args, name, precision, device, Path(workdir), channels_last)
+                    rows.append(row)
+                    print(f"{name} {precision} {'NHWC' if channels_last else 'NCHW'}: resablate "
+                          f"{row['resablate_ips']} img/s (mean {row['resablate_ips_mean']}), bare {row['bare_ips']} "
+                          f"img/s (mean {row['bare_ips_mean']})", flush=True)
     add_mfu(rows, device, args.peak_tflops)
     print()
     print_table(rows)

@@ -86,7 +86,8 @@ class TrainerConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "bf16-mixed"  # conf/trainer/default.yaml says why
+    precision: str = "auto"  # resablate/app/hardware.py: bf16-mixed where native, else 16-mixed (CUDA) or 32-true
+    threads: Any = "auto"  # intra-op CPU threads of each process: auto (cores shared out) or a number
     max_steps: int | None = None
     deterministic: bool = False
     log_every_n_steps: int = 50
@@ -128,7 +129,7 @@ class ResablateConfig:
     resume: Resume = Resume.auto
     objective: Any = "auto"
     compile: bool = False
-    channels_last: bool = True
+    channels_last: Any = "auto"  # auto | true | false (resablate/app/hardware.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     block: BlockConfig = field(default_factory=BlockConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
@@ -412,7 +413,7 @@ def check_recipe(recipe: DictConfig, max_steps: int | None) -> None:
         check_positive("recipe.warmup_steps", recipe.warmup_steps, allow_zero=True)
 
 
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 PROGRESS_BARS = ("auto", "rich", "none")
 
 
@@ -427,6 +428,9 @@ def check_trainer(trainer: DictConfig) -> None:
         raise ConfigError(
             f"trainer.progress_bar={trainer.progress_bar!r} is not valid; valid: {', '.join(PROGRESS_BARS)}"
         )
+    threads = trainer.threads
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"trainer.threads={threads!r} is not valid; valid: auto, or a whole number >= 1")
     _check_accelerator(str(trainer.accelerator), int(trainer.devices))
     from pytorch_lightning.strategies import StrategyRegistry
 
@@ -448,6 +452,11 @@ def _check_accelerator(accelerator: str, devices: int) -> None:
         if devices > found:
             raise ConfigError(f"trainer.accelerator={accelerator} with trainer.devices={devices}, but this machine has "
                               f"{found} CUDA GPU(s); use trainer.accelerator=cpu (or auto) or fewer devices")
+
+
+def check_channels_last(value: Any) -> None:
+    if value not in ("auto", True, False) or isinstance(value, int) and not isinstance(value, bool):
+        raise ConfigError(f"channels_last={value!r} is not valid; valid: auto, true, false")
 
 
 def effective_max_steps(cfg: DictConfig) -> int:

@@ -33,9 +33,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from resablate.app.hardware import SIDE_BY_SIDE_ENV, apply_threads, decide, usable_cores
 from resablate.config import (
     SWEEP_GROUP,
     ConfigError,
+    check_channels_last,
     check_options,
     check_recipe,
     check_trainer,
@@ -99,6 +101,8 @@ class Job:
     overrides: list[str]
     group: str | None
     plugins: list
+    side_by_side: int  # jobs of this sweep running at once on this machine
+    started: float  # time.time() as the job began: its start-up lasts until the first training step
 
 
 def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
@@ -112,6 +116,29 @@ def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
             group = _sweep_group(Path(hc.sweep.dir), hc.runtime.choices.get(SWEEP_GROUP))
         return Path(hc.runtime.output_dir), list(hc.overrides.task), group
     return Path(cfg.get("run_dir") or "outputs/notebook"), [], None
+
+
+def _jobs_side_by_side() -> int:
+    """How many jobs of this sweep run at once here: `n_jobs` of Hydra's joblib launcher (hydra/launcher=side_by_side),
+    capped by the Optuna sweeper's `n_jobs` (the trials it hands over at a time); 1 otherwise. Rank 0 hands the number
+    to the ranks Lightning starts for its job (they run the job's config in RUN mode, without the sweep's launcher)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hc = HydraConfig.get()
+        jobs = 1
+        if "joblib" in str(hc.launcher.get("_target_", "")).lower():
+            jobs = int(hc.launcher.get("n_jobs") or 1)
+            if jobs < 0:  # joblib: -1 is every core, -2 all but one, ...
+                jobs = max(1, usable_cores() + 1 + jobs)
+            if hc.sweeper.get("n_jobs"):
+                jobs = min(jobs, int(hc.sweeper.n_jobs))
+        os.environ[SIDE_BY_SIDE_ENV] = str(jobs)
+        return jobs
+    if not is_main_process():
+        return int(os.environ.get(SIDE_BY_SIDE_ENV, "1"))
+    return 1
 
 
 def _sweep_group(sweep_dir: Path, artifact: str | None) -> str:
@@ -172,6 +199,7 @@ def check_values(cfg: DictConfig) -> pl.LightningDataModule:
     if missing:
         raise ConfigError(f"{missing[0]} has no value and no default: set {missing[0]}=... on the command line")
     check_trainer(cfg.trainer)
+    check_channels_last(cfg.channels_last)
     check_recipe(cfg.recipe, cfg.trainer.max_steps)
     objective = to_container(cfg.objective)
     for key in [objective] if isinstance(objective, str) else objective:
@@ -190,6 +218,7 @@ def check_job(cfg: DictConfig) -> None:
 
 def prepare(cfg: DictConfig) -> Job:
     """Check everything that can be checked without training; raise ConfigError naming the bad value."""
+    started = time.time()
     run_dir, overrides, group = _hydra_context(cfg)
     datamodule = check_values(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
@@ -212,7 +241,8 @@ def prepare(cfg: DictConfig) -> Job:
     recipe = to_container(cfg.recipe)
     warmup = {"on": True, "off": False, "auto": net.arch.depth >= 110}[recipe["warmup"]]
     return Job(
-        cfg, RunFolder(run_dir), net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins
+        cfg, RunFolder(run_dir), net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins,
+        _jobs_side_by_side(), started
     )
 
 
@@ -237,9 +267,18 @@ class Stopwatch(pl.Callback):
         self.start = None
         self.eval_seconds = 0.0
         self.first_step = 0
+        self.first_step_time: float | None = None  # wall clock (time.time) as the first and last steps began/ended
+        self.last_step_time: float | None = None
 
     def on_train_start(self, trainer, pl_module):
         self.start, self.first_step = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.last_step_time = time.time()
 
     def on_validation_start(self, trainer, pl_module):
         self._eval_start = time.perf_counter()
@@ -353,24 +392,6 @@ def _current_trial():
     return current_trial()
 
 
-def _note_slow_bf16(precision: str, accelerator: str) -> None:
-    """bf16-mixed is the default because bf16 is native on recent CPUs (AVX512-BF16, AMX) and GPUs (Ampere on); say
-    so where it is emulated, since there it can be slower than 32-true."""
-    if not precision.startswith("bf16"):
-        return
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
-        native, device = torch.cuda.is_bf16_supported(including_emulation=False), "GPU"
-    else:
-        try:
-            native, device = torch.ops.mkldnn._is_mkldnn_bf16_supported(), "CPU"
-        except (AttributeError, RuntimeError):  # a build without oneDNN
-            native, device = False, "CPU"
-    if not native:
-        print(f"[resablate] trainer.precision={precision}: this {device} has no native bf16, so the run may be slower "
-              f"than with trainer.precision=32-true", flush=True)
-
-
 def _progress_bar(mode: str) -> list[pl.Callback]:
     if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
         from pytorch_lightning.callbacks import RichProgressBar
@@ -434,8 +455,11 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         previous = None  # nor counts its wall time
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.backends.cudnn.benchmark = not cfg.trainer.deterministic
+    decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
+                       int(cfg.trainer.devices), job.side_by_side)
+    apply_threads(decisions.threads.value)
     if main:
-        _note_slow_bf16(str(cfg.trainer.precision), str(cfg.trainer.accelerator))
+        print(f"[resablate] {decisions.line()}", flush=True)
     net = torch.compile(job.net) if cfg.compile else job.net
     module = ResNetModule(
         net,
@@ -445,7 +469,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         log_every=cfg.trainer.log_every_n_steps,
         eval_names=("val", "test") if dm.val_size else ("test",),
         top5=dm.num_classes >= 100,
-        channels_last=cfg.channels_last,
+        channels_last=decisions.channels_last.value,
     )
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
     loggers: list = [metrics]
@@ -480,7 +504,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
         strategy=lightning_strategy(str(cfg.trainer.strategy)),
-        precision=cfg.trainer.precision,
+        precision=decisions.precision.value,
         max_steps=job.total_steps,
         max_epochs=-1,
         val_check_interval=eval_interval(job.recipe["eval_every"], job.total_steps),
@@ -496,7 +520,7 @@ def _fit(job: Job, previous: dict | None) -> float | list[float]:
         default_root_dir=run.path,
     )
     metrics.trainer = trainer
-    summary = _base_summary(job, trainer)
+    summary = {**_base_summary(job, trainer), **decisions.summary()}
     summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
     start = time.perf_counter()
     status = "failed"
@@ -544,7 +568,6 @@ def _base_summary(job: Job, trainer: pl.Trainer) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "num_nodes": trainer.num_nodes,
         "global_batch": job.recipe["batch_size"],
-        "precision": str(cfg.trainer.precision),
         "max_steps": job.total_steps,
     }
 
@@ -566,6 +589,9 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
             finished_at=_timestamp(time.time()),
             host=socket.gethostname(),
             images_per_second=stopwatch.images_per_second(trainer, job.recipe["batch_size"]),
+            startup_seconds=round(stopwatch.first_step_time - job.started, 3) if stopwatch.first_step_time else None,
+            timing={"job_start": job.started, "first_step": stopwatch.first_step_time,
+                    "last_step": stopwatch.last_step_time},  # time.time(): benchmarks/startup.py reads them
         )
         if job.datamodule.num_classes >= 100:
             summary.update(val_error5=metrics.get("val/err5", summary.get("val_error5")),

@@ -24,18 +24,30 @@ def throughput():
 def test_writes_one_row_per_model_and_precision(throughput, tmp_path, capsys):
     out = tmp_path / "rows.json"
     throughput.main(["--device", "cpu", "--models", "resnet20", "--precision", "32-true,bf16-mixed", "--steps", "2",
-                     "--warmup", "1", "--batch", "16", "--json", str(out)])
+                     "--warmup", "1", "--batch", "16", "--channels-last", "both", "--json", str(out)])
     rows = json.loads(out.read_text())
-    assert [(r["model"], r["precision"]) for r in rows] == [("resnet20", "32-true"), ("resnet20", "bf16-mixed")]
+    assert [(r["model"], r["precision"], r["channels_last"]) for r in rows] == [
+        ("resnet20", "32-true", False), ("resnet20", "32-true", True),
+        ("resnet20", "bf16-mixed", False), ("resnet20", "bf16-mixed", True)]
     for r in rows:
         assert KEYS <= set(r)
         assert (r["device"], r["batch"], r["macs_per_image"]) == ("cpu", 16, 40_551_040)  # R1: 41M FLOPs
         assert r["resablate_ips"] > 0 and r["bare_ips"] > 0
+        assert r["device_detail"] and r["cpu_capability"] and isinstance(r["native_bf16"], bool)  # names its machine
         assert r["ratio"] == pytest.approx(r["resablate_ips"] / r["bare_ips"], rel=0.01)  # ips are rounded
         assert r["mfu"] == pytest.approx(r["achieved_macs_per_s"] / r["peak_macs_per_s"], rel=1e-3)
         assert r["time_64k_s"] == pytest.approx(64000 * 128 / r["resablate_ips"], rel=0.01)
     table = capsys.readouterr().out
-    assert "resnet20   32-true" in table and "resnet20   bf16-mixed" in table
+    assert "resnet20   32-true     NCHW" in table and "resnet20   bf16-mixed  NHWC" in table
+
+
+def test_auto_layout_is_what_training_picks(throughput):
+    from resablate.app.hardware import choose_channels_last, detect
+
+    args = throughput.parse_args(["--device", "cpu"])
+    for precision in ("32-true", "bf16-mixed"):
+        assert throughput.layouts(args, throughput.torch.device("cpu"), precision) == [
+            choose_channels_last("auto", detect("cpu"), precision).value]
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -66,7 +66,7 @@ def test_bad_recipe_values(compose, override, message):
 
 
 def test_bad_trainer_values(compose):
-    with pytest.raises(ConfigError, match=r"trainer.precision='fp8' is not valid; valid: 32-true"):
+    with pytest.raises(ConfigError, match=r"trainer.precision='fp8' is not valid; valid: auto, 32-true"):
         check_trainer(compose(["trainer.precision=fp8"]).trainer)
     with pytest.raises(ConfigError, match=r"trainer.devices=0 must be > 0"):
         check_trainer(compose(["trainer.devices=0"]).trainer)

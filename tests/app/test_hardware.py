@@ -1,0 +1,79 @@
+"""trainer.precision=auto, channels_last=auto and trainer.threads=auto: the decision table, with the hardware mocked."""
+
+import pytest
+
+from resablate.app import hardware
+from resablate.app.hardware import Device, choose_channels_last, choose_precision, choose_threads, decide
+
+ZEN3 = Device("cpu", "AMD EPYC 7B13", cpu_flags=frozenset({"avx2", "fma"}), vector="AVX2")
+ZEN4 = Device("cpu", "AMD EPYC 9B14", cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}), vector="AVX512")
+SAPPHIRE = Device("cpu", "Intel Xeon", cpu_flags=frozenset({"avx512f", "amx_bf16", "amx_tile"}), vector="AVX512")
+SKYLAKE = Device("cpu", "Intel Xeon Skylake", cpu_flags=frozenset({"avx512f", "avx2"}), vector="AVX512")
+ARM = Device("cpu", "aarch64", cpu_flags=frozenset({"asimd", "bf16"}), vector="DEFAULT")
+H100 = Device("cuda", "NVIDIA H100", cuda_capability=(9, 0))
+A100 = Device("cuda", "NVIDIA A100", cuda_capability=(8, 0))
+V100 = Device("cuda", "Tesla V100", cuda_capability=(7, 0))
+T4 = Device("cuda", "Tesla T4", cuda_capability=(7, 5))
+MPS = Device("mps", "Apple MPS")
+
+
+@pytest.mark.parametrize("device,precision", [
+    (ZEN3, "32-true"), (SKYLAKE, "32-true"), (ARM, "32-true"),  # no AVX512_BF16/AMX: emulated bf16
+    (ZEN4, "bf16-mixed"), (SAPPHIRE, "bf16-mixed"),
+    (H100, "bf16-mixed"), (A100, "bf16-mixed"), (V100, "16-mixed"), (T4, "16-mixed"),
+    (MPS, "32-true"),
+])
+def test_auto_precision_follows_native_bf16(device, precision):
+    choice = choose_precision("auto", device)
+    assert (choice.value, choice.requested) == (precision, "auto")
+    assert device.name in choice.reason
+
+
+@pytest.mark.parametrize("explicit", ["32-true", "bf16-mixed", "16-mixed", "64-true"])
+@pytest.mark.parametrize("device", [ZEN3, SAPPHIRE, H100, V100])
+def test_an_explicit_precision_is_always_honoured(device, explicit):
+    assert choose_precision(explicit, device).value == explicit
+
+
+@pytest.mark.parametrize("device,precision,nhwc", [
+    (H100, "bf16-mixed", True), (V100, "16-mixed", True), (V100, "32-true", True),
+    (SAPPHIRE, "bf16-mixed", True), (SAPPHIRE, "32-true", True), (ZEN4, "bf16-mixed", True),
+    (ZEN3, "32-true", False), (ZEN3, "bf16-mixed", False), (ARM, "32-true", False), (MPS, "32-true", False),
+])
+def test_auto_channels_last(device, precision, nhwc):
+    assert choose_channels_last("auto", device, precision).value is nhwc
+    assert choose_channels_last(not nhwc, device, precision).value is (not nhwc)  # explicit wins
+
+
+@pytest.mark.parametrize("cores,jobs,ranks,threads", [(2, 1, 1, 2), (2, 2, 1, 1), (16, 4, 1, 4), (16, 2, 2, 4),
+                                                      (2, 4, 1, 1), (3, 2, 1, 1)])
+def test_threads_are_the_cores_shared_out(cores, jobs, ranks, threads):
+    assert choose_threads("auto", cores, jobs, ranks).value == threads
+    assert choose_threads(7, cores, jobs, ranks).value == 7
+
+
+def test_detection_reads_the_cpu_flags(monkeypatch):
+    """With /proc/cpuinfo's flags mocked: AMX or AVX512_BF16 is native bf16, AVX2 alone is not."""
+    monkeypatch.setattr(hardware, "accelerator_kind", lambda accelerator: "cpu")
+    monkeypatch.setattr(hardware.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(hardware, "cpu_info", lambda: ("Mock CPU", frozenset({"avx2", "avx512_bf16"})))
+    native = decide("auto", "auto", "auto", "auto", devices=1)
+    assert (native.precision.value, native.channels_last.value) == ("bf16-mixed", True)
+    monkeypatch.setattr(hardware.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(hardware, "cpu_info", lambda: ("Mock CPU", frozenset({"avx2"})))
+    emulated = decide("auto", "auto", "auto", "auto", devices=1)
+    assert (emulated.precision.value, emulated.channels_last.value) == ("32-true", False)
+    assert "no native bf16 on Mock CPU" in emulated.precision.reason
+    summary = emulated.summary()
+    assert summary["precision"] == "32-true" and summary["precision_requested"] == "auto"
+    assert summary["native_bf16"] is False and summary["threads"] >= 1
+
+
+def test_slurm_tasks_keep_their_own_cores(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    assert decide("32-true", False, "auto", "cpu", devices=4, device=ZEN3).threads.value == 8
+
+
+def test_this_machine_is_detected():
+    device = hardware.detect("cpu")
+    assert device.kind == "cpu" and device.name and device.vector
