@@ -256,6 +256,7 @@ def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
         "seed": cfg.seed,
         "steps": trainer.global_step,
         "rank_batch": getattr(batches, "local_batch_size", None),  # its share of the global batch
+        "threads": torch.get_num_threads(),  # its share of the cores
         "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
         "params_sha256": params.hexdigest(),
     }

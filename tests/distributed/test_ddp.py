@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from resablate.app.hardware import usable_cores
 from resablate.config import ConfigError
 from resablate.distributed import RANK_VARIABLES, SubmititLocalEnvironment, cluster_plugins, end_job, is_main_process
 from tests.conftest import compose_app, run_app
@@ -46,6 +47,8 @@ def check_job(run: Path, seed: int) -> dict:
     assert rank0["params_sha256"] == rank1["params_sha256"]  # and stayed in step
     assert (rank0["steps"], rank1["steps"], rank0["world_size"]) == (10, 10, 2)
     assert rank0["rank_batch"] == rank1["rank_batch"] == 64  # the global batch of 128, split over the two ranks
+    share = max(1, usable_cores() // 2)  # trainer.threads=auto: the cores split over the two ranks
+    assert rank0["threads"] == rank1["threads"] == summary["threads"] == share
     return rank0
 
 

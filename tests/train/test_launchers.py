@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 
+from resablate.app.hardware import usable_cores
 from tests.conftest import run_app
 
 TINY = ["data=synthetic", "data.num_samples=512", "recipe=quick", "logger=csv", "trainer.max_steps=40",
@@ -14,7 +15,7 @@ TINY = ["data=synthetic", "data.num_samples=512", "recipe=quick", "logger=csv", 
 
 def test_side_by_side_runs_the_jobs_of_a_sweep_at_the_same_time(tmp_path):
     out = run_app(["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "depth=8,14", *TINY,
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     summaries = [json.loads((tmp_path / "sweep" / str(k) / "summary.json").read_text()) for k in (0, 1)]
     assert [(s["status"], s["depth"], s["steps"]) for s in summaries] == [("completed", 8, 40), ("completed", 14, 40)]
     (start0, end0), (start1, end1) = ((datetime.datetime.fromisoformat(s["started_at"]),
@@ -22,3 +23,14 @@ def test_side_by_side_runs_the_jobs_of_a_sweep_at_the_same_time(tmp_path):
     # they overlapped (run one after the other, the second starts when the first has ended)
     assert start0 < end1 and start1 < end0
     assert "Joblib" in out.stdout + out.stderr  # Hydra's joblib launcher, not the basic one
+    # the two share the cores instead of each running one thread per core (trainer.threads=auto)
+    share = max(1, usable_cores() // 2)
+    assert [(s["threads"], s["threads_requested"]) for s in summaries] == [(share, "auto")] * 2
+    assert "2 jobs side by side" in summaries[0]["threads_reason"]
+
+
+def test_an_explicit_thread_count_wins(tmp_path):
+    run_app(["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "depth=8", "trainer.threads=3", *TINY,
+             "trainer.max_steps=2", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    summary = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
+    assert (summary["threads"], summary["threads_reason"]) == (3, "set explicitly")
