@@ -598,6 +598,7 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
                            test_error5=metrics.get("test/err5"))
         for logger in trainer.loggers:
             logger.save()
+        summary["timing"]["end"] = time.time()
         job.run.write_summary(summary)
         _print_result(job, summary)
     if wandb is not None:

@@ -145,6 +145,10 @@ class CIFAR10Data(InMemoryData):
         else:
             read_archive(source, read=False)  # lists the members: decompresses, keeps nothing
 
+    def _files(self) -> list[Path] | None:
+        source = self._source()
+        return None if source is None else [source / name for name in FILES] if source.is_dir() else [source]
+
     def _load(self) -> tuple[Split, Split]:
         source = self._source()
         if source is None:

@@ -132,6 +132,10 @@ class FashionMNISTData(InMemoryData):
             counts[split] = n
         split_sizes(self.name, counts["train"], self.val_size, self.train_size)
 
+    def _files(self) -> list[Path] | None:
+        folder = self._folder()
+        return None if folder is None else [folder / name for name in FILES]
+
     def _load(self) -> tuple[Split, Split]:
         folder = self._folder()
         if folder is None:

@@ -160,6 +160,27 @@ def test_fashion_mnist_reads_idx_files_from_root(fashion_folder):
     assert torch.equal(test.labels, torch.from_numpy(arrays["t10k"][1]).long())
 
 
+def test_the_jobs_of_a_sweep_decode_their_files_once(fashion_folder, monkeypatch):
+    """A second job in the same process gets the same pixels without decoding again; a changed file is read anew."""
+    import resablate.data.fashion_mnist as fm
+
+    root, arrays = fashion_folder
+    decodes = []  # full reads only: check() reads the headers of the four files in every job, a few bytes each
+    read = fm.read_idx
+    monkeypatch.setattr(fm, "read_idx", lambda path, header_only=False: (
+        None if header_only else decodes.append(path.name)) or read(path, header_only))
+    first, _ = loaded(FashionMNISTData(root=str(root), download=False, batch_size=8, seed=0))
+    assert len(decodes) == 4
+    second, _ = loaded(FashionMNISTData(root=str(root), download=False, batch_size=8, seed=0))
+    assert len(decodes) == 4  # nothing decoded again
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    images = arrays["train"][0].copy()
+    images[0] = 255 - images[0]
+    write_idx(root / "train-images-idx3-ubyte.gz", images, 2051)
+    third, _ = loaded(FashionMNISTData(root=str(root), download=False, batch_size=8, seed=0))
+    assert len(decodes) == 8 and torch.equal(third.images[:, 0], torch.from_numpy(images))
+
+
 def test_fashion_mnist_truncated_file_is_named(fashion_folder):
     root, _ = fashion_folder
     path = root / "train-images-idx3-ubyte.gz"
