@@ -20,9 +20,11 @@ import seaborn as sns
 import torch
 from torch import nn
 
-from analysis.output import Artifact, empty_panel, save_figure
+from analysis.output import Artifact, empty_panel, save_figure, write_csv
 from analysis.paper import PAPER_DATASET
 from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset, pick_recipe
+from resablate.builder import build_datamodule, build_net
+from resablate.records import LAST, RunFolder, load_checkpoint
 
 DEFAULT_MAX_IMAGES = 2000
 
@@ -64,21 +66,15 @@ def layer_response_std(net: nn.Module, batches: Iterable) -> list[float]:
 
 def run_layer_stds(run_dir: str, max_images: int = DEFAULT_MAX_IMAGES, device: str | None = None) -> list[float]:
     """Rebuild a run's network and test data from `.hydra/config.yaml`, load last.ckpt, and measure its responses."""
-    from omegaconf import OmegaConf
-
-    import resablate.config  # noqa: F401  (schema and resolvers before the config is used)
-    from resablate.records import CONFIG, RunFolder
-    from resablate.train import build_datamodule, build_net
-
     run = RunFolder(run_dir)
-    ckpt = run.checkpoints / "last.ckpt"
+    ckpt = run.checkpoints / LAST
     if not ckpt.exists():
         raise FileNotFoundError(f"no {ckpt.relative_to(run.path)}")
-    cfg = OmegaConf.load(run.path / CONFIG)
+    cfg = run.config()
     datamodule = build_datamodule(cfg)
     datamodule.setup("test")
     net = build_net(cfg, datamodule)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_checkpoint(ckpt)["state_dict"]
     # keys are the network's prefixed by "net." (and "_orig_mod." under torch.compile)
     weights = {k.removeprefix("net.").replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith("net.")}
     net.load_state_dict(weights)
@@ -146,8 +142,5 @@ def fig7(runs: Runs, out: Path, dataset: str | None = None, recipe: str | None =
     if len(not_done):
         art.notes.append("Not completed, not measured: " + "; ".join(describe(r) for _, r in not_done.iterrows()))
     if rows:
-        csv = out / "fig7.csv"
-        out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(csv, index=False)
-        art.files.append(csv)
+        write_csv(pd.DataFrame(rows), art, out, "fig7.csv")
     return save_figure(fig, art, out)

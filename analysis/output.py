@@ -55,6 +55,23 @@ def write_table(artifact: Artifact, numbers: pd.DataFrame, out: Path) -> Artifac
     return artifact
 
 
+def write_csv(frame: pd.DataFrame, artifact: Artifact, out: Path, name: str) -> Artifact:
+    """`out/<name>` from `frame`, listed among the artifact's files."""
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / name, index=False)
+    artifact.files.append(out / name)
+    return artifact
+
+
+def write_texts(artifact: Artifact, out: Path, texts: dict[str, str]) -> Artifact:
+    """`out/<name>` for each name and text, listed among the artifact's files."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (out / name).write_text(text)
+        artifact.files.append(out / name)
+    return artifact
+
+
 def save_figure(fig: plt.Figure, artifact: Artifact, out: Path) -> Artifact:
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from analysis.curves import fig1, fig4, fig6
 from analysis.fig7 import fig7
-from analysis.output import Artifact, markdown_table
+from analysis.output import Artifact, markdown_table, write_texts
 from analysis.pareto import pareto
 from analysis.runs import Runs, describe, display_path, status_counts
 from analysis.tables import table1, table2, table3, table6
@@ -37,11 +37,8 @@ def make_all(runs: Runs, out: Path, **options) -> list[Artifact]:
 
 def report(runs: Runs, out: Path, **options) -> Artifact:
     items = make_all(runs, out, **options)
-    out.mkdir(parents=True, exist_ok=True)
-    page, md = out / "report.html", out / "report.md"
-    page.write_text(_html(runs, items, out))
-    md.write_text(_markdown(runs, items, out))
-    art = Artifact("report", "Report", "report", files=[page, md], runs=list(runs.frame.run_dir))
+    art = Artifact("report", "Report", "report", runs=list(runs.frame.run_dir))
+    write_texts(art, out, {"report.html": _html(runs, items, out), "report.md": _markdown(runs, items, out)})
     art.notes = [f"{i.name}: {', '.join(f.name for f in i.files) or 'no files'}" for i in items]
     return art
 

@@ -9,7 +9,6 @@ instead of being dropped.
 from __future__ import annotations
 
 import glob
-import importlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from resablate.records import CONFIG, load_metrics, load_runs
+from resablate.builder import architecture, data_class
+from resablate.models import SHORTCUTS
+from resablate.records import CONFIG, RunFolder, load_metrics, load_runs
 
 DEFAULT_RUNS = ("multirun", "outputs")
 # summary.json keys every frame has, so that selections work on an empty or partial frame.
@@ -97,25 +98,17 @@ def normalize(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _from_config(run_dir: str) -> dict:
     """Architecture, data set and recipe of a run with no summary, from its composed config; {} when unreadable."""
-    file = Path(run_dir) / CONFIG
-    if not file.exists():
+    run = RunFolder(run_dir)
+    if not (run.path / CONFIG).exists():
         return {}
     try:
-        from omegaconf import OmegaConf
-
-        import resablate.config as rc
-        from resablate.models import resolve_architecture
-
-        cfg = OmegaConf.load(file)
+        cfg = run.config()
         out = {"depth": int(cfg.depth), "shortcut": str(cfg.shortcut.name), "block": str(cfg.block.name),
-               "recipe": str(cfg.recipe.name), "max_steps": rc.effective_max_steps(cfg), "seed": int(cfg.seed)}
-        out["dataset"] = _dataset_name(cfg, Path(run_dir))
-        model = cfg.model
+               "recipe": str(cfg.recipe.name), "max_steps": int(cfg.trainer.max_steps or cfg.recipe.max_steps),
+               "seed": int(cfg.seed)}
+        out["dataset"] = _dataset_name(cfg, run)
         size = cfg.data.get("image_size", None) or (224 if out["dataset"] == "imagenet" else 32)
-        arch = resolve_architecture(None if model.stage_depths is not None else out["depth"], out["block"],
-                                    str(cfg.family), size, model.stage_depths, model.widths, model.width_multiplier)
-        from resablate.models import SHORTCUTS
-
+        arch = architecture(cfg, size)
         out.update(depth=arch.depth, block=arch.block, family=arch.family,
                    shortcut=SHORTCUTS.canonical(out["shortcut"]))
         return out
@@ -123,18 +116,15 @@ def _from_config(run_dir: str) -> dict:
         return {}
 
 
-def _dataset_name(cfg, run_dir: Path) -> str | None:
+def _dataset_name(cfg, run: RunFolder) -> str | None:
     """The data module's `name`, else Hydra's choice for the data group, else the class name."""
     target = str(cfg.data.get("_target_", ""))
-    module, _, cls = target.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), cls).name
+        return data_class(cfg).name
     except Exception:  # resablate.data not importable here, or a class without `name`
         pass
     try:
-        from omegaconf import OmegaConf
-
-        return str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices.data)
+        return str(run.hydra_choices()["data"])
     except Exception:
         return target.rsplit(".", 1)[-1].removesuffix("Data").lower() or None
 

@@ -1,7 +1,7 @@
 """Runs read from the W&B API instead of run folders, into the same frame (`--wandb ENTITY/PROJECT`).
 
-Each W&B run's summary holds the scalar keys of summary.json (resablate.train writes them there at the end of a job);
-its metrics over steps come from `scan_history`. Checkpoints are not on W&B, so fig7 needs run folders.
+Each W&B run's summary holds the scalar keys of summary.json (resablate/app/train.py writes them there at the end of a
+job); its metrics over steps come from `scan_history`. Checkpoints are not on W&B, so fig7 needs run folders.
 Everything here needs the network and a W&B key; without them it fails at once, or after TIMEOUT seconds, saying so.
 """
 

@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from resablate.app.hardware import detect
+
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -76,9 +77,6 @@ def sweep(data: str, steps: int, jobs: int, workdir: Path) -> dict:
 
 
 def cpu_name() -> str:
-    sys.path.insert(0, str(ROOT))
-    from resablate.app.hardware import detect
-
     return detect("cpu").describe()
 
 

@@ -6,12 +6,12 @@
 For each model (ResNet-20/56/110 of R1 section 4.2 on 32x32 images; ResNet-50 of R1 Table 1 at 224x224 on a GPU) and
 each precision, in one process:
 
-(a) resablate: `ResNetModule` trained by a `pl.Trainer` set up as `resablate/train.py` sets it up (MetricsLogger, no
-    progress bar, no model summary, no sanity validation, `log_every_n_steps` and `val_check_interval` as configured,
-    `cudnn.benchmark` on a GPU), on a `SyntheticData` module: uint8 images held on the device, batches as index slices,
-    mean subtraction and pad-crop-flip on the device (`resablate/data/base.py`). Checkpointing is off: it is I/O every
-    500 steps, not per-step speed. ResNet-50 gets the same in-memory path at 224x224 (ImageNet's DataLoader is not
-    measured).
+(a) resablate: `ResNetModule` trained by the `pl.Trainer` that `resablate/app/trainer.build_trainer` builds for training
+    (MetricsLogger, no progress bar, no model summary, no sanity validation, `log_every_n_steps` and
+    `val_check_interval` as configured, `cudnn.benchmark` on a GPU), on a `SyntheticData` module: uint8 images held on
+    the device, batches as index slices, mean subtraction and pad-crop-flip on the device (`resablate/data/base.py`).
+    Checkpointing is off: it is I/O every 500 steps, not per-step speed. ResNet-50 gets the same in-memory path at
+    224x224 (ImageNet's DataLoader is not measured).
 (b) bare: the same network object, the same uint8 tensors on the device and mean image, batches from `TensorBatches`,
     `random_pad_crop_flip`, the optimizer of `ResNetModule.configure_optimizers`, `zero_grad(set_to_none=True)`, and
     `torch.autocast(bf16)` around forward and loss for bf16-mixed (as Lightning's MixedPrecision does).
@@ -40,7 +40,6 @@ import argparse
 import json
 import logging
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -53,14 +52,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from resablate.app.hardware import choose_channels_last, detect
+from resablate.app.module import ResNetModule
+from resablate.app.trainer import MetricsLogger, build_trainer, uses_warmup
+from resablate.data import SyntheticData, TensorBatches, random_pad_crop_flip
+from resablate.models import build_network, count_macs
 
-from resablate.app.hardware import choose_channels_last, detect  # noqa: E402
-from resablate.data import SyntheticData, TensorBatches, random_pad_crop_flip  # noqa: E402
-from resablate.models import build_network, count_macs  # noqa: E402
-from resablate.module import ResNetModule  # noqa: E402
-from resablate.records import MetricsLogger  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PRECISIONS = ("32-true", "bf16-mixed")
 SCHEDULE_STEPS, SCHEDULE_BATCH = 64000, 128  # R1 4.2: 64k iterations at batch 128
@@ -198,33 +196,20 @@ class Bench:
         samples = min(cap, batch * 2 * (warmup + self.chunks * chunk + 2))
         self.data = SyntheticData(batch_size=batch, num_samples=samples, image_size=spec.image_size, in_channels=3,
                                   num_classes=spec.num_classes, augment=True, seed=0)
-        warmup_on = self.recipe["warmup"] == "on" or (self.recipe["warmup"] == "auto" and spec.depth >= 110)
-        self.module = ResNetModule(net, self.recipe, self.recipe["max_steps"], warmup_on,
+        warmup = uses_warmup(self.recipe["warmup"], spec.depth)
+        self.module = ResNetModule(net, self.recipe, self.recipe["max_steps"], warmup,
                                    log_every=TRAINER_DEFAULTS.log_every_n_steps, channels_last=channels_last)
 
     def run(self) -> tuple[list[float], list[float]]:
         """Seconds per chunk of (a) resablate's Lightning path and (b) the bare loop, interleaved in one fit."""
         clock = Interleave(self)
         metrics = MetricsLogger(self.workdir)
-        trainer = pl.Trainer(  # as resablate/train.py builds it, minus checkpoints and W&B
-            accelerator=self.device.type,
-            devices=1,
-            precision=self.precision,
+        trainer = build_trainer(  # as training builds it, minus checkpoints, evaluation and W&B
+            TRAINER_DEFAULTS, precision=self.precision, strategy="auto",
             max_steps=self.warmup + self.chunks * self.chunk + 1,  # +1: the last turn is at the start of the last one
-            max_epochs=-1,
-            val_check_interval=self.recipe["eval_every"],
-            check_val_every_n_epoch=None,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,  # no evaluation at the end of this short fit
-            log_every_n_steps=TRAINER_DEFAULTS.log_every_n_steps,
-            deterministic=False,
-            logger=[metrics],
-            callbacks=[clock],
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=self.workdir,
-        )
+            eval_every=self.recipe["eval_every"], loggers=[metrics], callbacks=[clock], plugins=[],
+            root_dir=self.workdir, accelerator=self.device.type, devices=1, limit_val_batches=0,
+            enable_checkpointing=False)
         metrics.trainer = trainer
         trainer.fit(self.module, datamodule=self.data)
         return clock.lightning, clock.bare

@@ -8,9 +8,10 @@
       checkpoints/best.ckpt       lowest val/err, when there is a validation split
       wandb/                      the W&B run (offline unless a key is configured)
       resablate_rank<k>.log       the log of rank k > 0 of a trainer=ddp job (rank 0's: resablate.log)
-      ranks/rank<k>.json          what rank k trained, with RESABLATE_RANK_RECORDS=1 (resablate.distributed.record_rank)
+      ranks/rank<k>.json          what rank k trained, with RESABLATE_RANK_RECORDS=1 (app/distributed.record_rank)
 
-Analysis reads run folders through `load_runs` and `load_metrics`; it never trains.
+Analysis reads run folders through `load_runs` and `load_metrics`; it never trains. No Lightning here: the Trainer's
+logger and checkpoint plugin (resablate/app/trainer.py) call `write_metrics` and `save_checkpoint`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.loggers.logger import Logger
-from pytorch_lightning.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
@@ -38,7 +37,6 @@ CONFIG = ".hydra/config.yaml"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 PREVIOUS = "last.prev.ckpt"
-STATUSES = ("running", "completed", "failed", "diverged", "pruned", "interrupted")
 
 
 class RunFolderBusy(RuntimeError):
@@ -107,7 +105,7 @@ class RunFolder:
             if not file.exists():
                 continue
             try:
-                step = int(torch.load(file, map_location="cpu", weights_only=False)["global_step"])
+                step = int(load_checkpoint(file)["global_step"])
             except Exception as err:  # truncated or foreign file: fall back, and say so
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 print(f"[resablate] checkpoint {file} is truncated or damaged, not used "
@@ -157,93 +155,90 @@ class RunFolder:
         file = self.path / METRICS
         return pd.read_csv(file) if file.exists() else pd.DataFrame(columns=["step"])
 
+    def config(self) -> DictConfig:
+        """The job's composed config, as Hydra saved it."""
+        return OmegaConf.load(self.path / CONFIG)
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file and renamed into place; the previous last.ckpt is kept as last.prev.ckpt,
-    so a kill mid-write or a damaged file costs at most one checkpoint interval."""
+    def hydra_choices(self) -> dict:
+        """The option Hydra chose for each config group of the job (`.hydra/hydra.yaml`)."""
+        return dict(OmegaConf.load(self.path / ".hydra" / "hydra.yaml").hydra.runtime.choices)
 
-    def save_checkpoint(self, checkpoint: dict, path: str | os.PathLike, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(checkpoint, tmp)
-        if path.name == LAST and path.exists():
-            # A second name for the old file, not a move: last.ckpt exists at every instant, whenever a kill lands.
-            keep = path.with_name(f".{PREVIOUS}.tmp{os.getpid()}")
-            keep.unlink(missing_ok=True)
-            try:
-                os.link(path, keep)
-            except OSError:  # a file system without hard links
-                shutil.copyfile(path, keep)
-            os.replace(keep, path.with_name(PREVIOUS))
-        os.replace(tmp, path)
+    def start_over(self) -> None:
+        """A fresh start leaves nothing of an earlier attempt behind (its metrics, its summary)."""
+        for stale in (METRICS, SUMMARY):
+            (self.path / stale).unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        """Make the folder and write a probe file in it; OSError when that is not possible. One probe per process:
+        the ranks of a submitit job probe at once."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        probe = self.path / f".write_probe{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+
+    def remove_if_only_hydra_files(self) -> bool:
+        """A job refused before training leaves no run folder behind (Hydra made one, with its .hydra/ and log, before
+        the job ran). True when it was removed."""
+        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {".hydra", "resablate.log"}:
+            shutil.rmtree(self.path)
+            return True
+        return False
 
 
-class MetricsLogger(Logger):
-    """Writes metrics.csv: one row per step, where step counts the iterations done when the metric was measured.
+def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
+    """Write a checkpoint to a temporary file and rename it into place; the previous last.ckpt is kept as
+    last.prev.ckpt, so a kill mid-write or a damaged file costs at most one checkpoint interval."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(checkpoint, tmp)
+    if path.name == LAST and path.exists():
+        # A second name for the old file, not a move: last.ckpt exists at every instant, whenever a kill lands.
+        keep = path.with_name(f".{PREVIOUS}.tmp{os.getpid()}")
+        keep.unlink(missing_ok=True)
+        try:
+            os.link(path, keep)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, keep)
+        os.replace(keep, path.with_name(PREVIOUS))
+    os.replace(tmp, path)
 
-    Lightning's own step counter lags by one for training metrics and not for validation; `global_step`, read when the
-    metrics arrive, is right for both, so the trainer is attached after it is built. Resuming keeps the rows up to the
-    checkpoint's step and drops any written after it by the killed run.
-    """
 
-    def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None):
-        super().__init__()
-        self.file = Path(run_dir) / METRICS
-        self.trainer = None
-        self.rows: dict[int, dict[str, Any]] = {}
-        if resume_step is not None and self.file.exists():
-            for row in pd.read_csv(self.file).to_dict("records"):
-                if row["step"] <= resume_step:
-                    self.rows[int(row["step"])] = {k: v for k, v in row.items() if not pd.isna(v)}
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
 
-    @property
-    def name(self) -> str:
-        return "metrics"
 
-    @property
-    def version(self) -> str:
-        return ""
+def write_metrics(run_dir: str | os.PathLike, rows: dict[int, dict[str, Any]]) -> None:
+    """metrics.csv from {step: {column: value}}: `step`, `epoch`, then the other columns sorted; written atomically."""
+    if not rows:
+        return
+    file = Path(run_dir) / METRICS
+    columns = ["step", "epoch"] + sorted({k for r in rows.values() for k in r} - {"step", "epoch"})
+    tmp = file.with_name(f".{file.name}.tmp{os.getpid()}")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for step in sorted(rows):
+            writer.writerow(rows[step])
+    os.replace(tmp, file)
 
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass
 
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        step = self.trainer.global_step if self.trainer is not None else int(step or 0)
-        row = self.rows.setdefault(step, {"step": step})
-        row.update({k: float(v) for k, v in metrics.items()})
+def metrics_rows(run_dir: str | os.PathLike, up_to_step: int) -> dict[int, dict[str, Any]]:
+    """The rows of metrics.csv up to `up_to_step`, for a resumed job (a killed job may have written past its
+    checkpoint)."""
+    file = Path(run_dir) / METRICS
+    if not file.exists():
+        return {}
+    return {int(row["step"]): {k: v for k, v in row.items() if not pd.isna(v)}
+            for row in pd.read_csv(file).to_dict("records") if row["step"] <= up_to_step}
 
-    @rank_zero_only
-    def write_row(self, step: int, metrics: dict[str, float]) -> None:
-        """Record a step's row and write the file at once, as Lightning would convert it (float32 values, `epoch`).
 
-        For the training rows: Lightning hands a step's logged values to the loggers only after the callbacks'
-        `on_train_batch_end`, where checkpoints are written, so a job killed or stopped by a signal right after a
-        checkpoint would lose that step's row for good (the resumed job starts after it). Written from the training
-        step, the row is on disk before the checkpoint; Lightning's own call later rewrites the same values."""
-        values = {k: float(torch.tensor(v, dtype=torch.get_default_dtype()).item()) for k, v in metrics.items()}
-        self.rows.setdefault(step, {"step": step}).update(values)
-        self.save()
-
-    @rank_zero_only
-    def save(self) -> None:
-        if not self.rows:
-            return
-        columns = ["step", "epoch"] + sorted({k for r in self.rows.values() for k in r} - {"step", "epoch"})
-        tmp = self.file.with_name(f".{self.file.name}.tmp{os.getpid()}")
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            for step in sorted(self.rows):
-                writer.writerow(self.rows[step])
-        os.replace(tmp, self.file)
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        self.save()
+def write_rank_record(run_dir: str | os.PathLike, rank: int, record: dict) -> None:
+    """`ranks/rank<k>.json`: what rank k of a job trained (resablate.app.distributed.record_rank)."""
+    folder = Path(run_dir) / "ranks"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"rank{rank}.json", json.dumps(record, indent=2) + "\n")
 
 
 # -------------------------------------------------------------------------------------------------------------- read

@@ -20,7 +20,7 @@ def compose_app(overrides=(), return_hydra_config=False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import resablate.config  # noqa: F401  (schema and resolvers)
+    import resablate.app.cli  # noqa: F401  (schema and resolvers)
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)

@@ -1,5 +1,7 @@
 """resablate's Optuna sweeper for Hydra:
-`python -m resablate -m hydra/sweeper=optuna hydra.sweeper.params.depth='choice(20,56)'`.
+`python -m resablate -m hydra/sweeper=optuna hydra.sweeper.params.depth='choice(20,56)'` (resablate's command line
+accepts that form; in any other Hydra app write it as Hydra wants a sweep on a `hydra.*` key:
+`"+hydra.sweeper.params.depth='choice(20,56)'"`). The plugin changes nothing of Hydra.
 
 It replaces hydra-optuna-sweeper, which pins optuna<3 (broken sqlite storage under SQLAlchemy 2), cannot prune, adds
 `n_trials` to a resumed study instead of completing it, and samples the excluded end of `range(a, b)`. Here `n_trials`
@@ -16,11 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _cli
 from .config import OptunaSweeperConf, OptunaSweeperError, PrunerArgs
 from .trial import ENV_VAR, TrialHandle, current_trial
-
-_cli.install()  # `hydra.sweeper.params.KEY=choice(...)` on the command line (see _cli.py)
 
 __all__ = [
     "ENV_VAR",

@@ -96,14 +96,6 @@ class TrialHandle:
             _STUDIES[key] = study
         return study
 
-    @property
-    def params(self) -> dict[str, Any]:
-        """The trial's parameters as optuna stores them (choices as values, not override text)."""
-        return dict(self._frozen_trial().params)
-
-    def set_user_attr(self, key: str, value: Any) -> None:
-        _storage(self.storage).set_trial_user_attr(self.trial_id, key, value)
-
     def report(self, value: float, step: int) -> None:
         """Record an intermediate objective value at `step` (>= 0). A later report of the same step replaces it."""
         if self.multi_objective:

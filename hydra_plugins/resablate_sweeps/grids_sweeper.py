@@ -23,7 +23,9 @@ with named folders.
 
 # No `from __future__ import annotations` here: Hydra's plugin scan executes this module before it is in sys.modules,
 # and dataclasses cannot resolve string annotations then.
+import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,22 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+
+
+NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
+MAX_NAME = 120
+
+
+def folder_name(overrides: Sequence[str]) -> str:
+    """A job's folder: its overrides sorted, joined by ',', '/' made safe; long names end in a hash of the whole. The
+    rule resablate names its run folders by, kept here as the plugin imports nothing of the app."""
+    items = sorted(str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME)
+    if not items:
+        return "default"
+    name = re.sub(r"[/\\\s]+", "_", ",".join(items)).replace("'", "").replace('"', "")
+    if len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
 
 
 @dataclass
@@ -87,8 +105,6 @@ class GridsSweeper(sweeper.Sweeper):
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra.core.override_parser.types import Quote, QuotedString
 
-        from resablate.config import name_from_overrides
-
         loader = self.hydra_context.config_loader if self.hydra_context is not None else None  # glob() needs it
         parser = OverridesParser.create(config_loader=loader)
         given = parser.parse_overrides(list(arguments))
@@ -107,7 +123,7 @@ class GridsSweeper(sweeper.Sweeper):
                     if key in seen:
                         continue
                     seen.add(key)
-                    folder = name_from_overrides([o for o in job if o.split("=", 1)[0] in named])
+                    folder = folder_name([o for o in job if o.split("=", 1)[0] in named])
                     subdir = QuotedString(text=folder, quote=Quote.single).with_quotes()
                     jobs.append([*job, f"hydra.sweep.subdir={subdir}"])
         return jobs

@@ -1,6 +1,6 @@
 """Data sets as Lightning data modules, registered under the names of `conf/data/NAME.yaml`.
 
-`build_datamodule("cifar10", root="data", batch_size=128)` works without Hydra. Every module takes the same keyword
+`DATASETS["cifar10"](root="data", batch_size=128)` works without Hydra. Every module takes the same keyword
 arguments (`root`, `download`, `batch_size` (global), `eval_batch_size`, `val_size`, `train_size`, `augment`, `seed`),
 exposes `name`, `num_classes`, `in_channels`, `image_size` at once, and `check()`s its files before any training.
 CIFAR-10, Fashion-MNIST and synthetic data live whole in memory (`base.py`, augmentation in `augment.py`); ImageNet is
@@ -8,8 +8,6 @@ read by DataLoader workers (`imagenet.py`).
 """
 
 from __future__ import annotations
-
-import pytorch_lightning as pl
 
 from resablate.data.augment import draw_pad_crop_flip, pad_crop_flip, random_pad_crop_flip
 from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, TensorBatches
@@ -27,13 +25,8 @@ __all__ = [
     "InMemoryData",
     "SyntheticData",
     "TensorBatches",
-    "build_datamodule",
     "draw_pad_crop_flip",
     "pad_crop_flip",
     "random_pad_crop_flip",
 ]
 
-
-def build_datamodule(name: str, **kwargs) -> pl.LightningDataModule:
-    """The data module registered as `name` (a ValueError listing the valid names otherwise), built from `kwargs`."""
-    return DATASETS[name](**kwargs)

@@ -200,10 +200,6 @@ class InMemoryData(pl.LightningDataModule):
         self._test: Split | None = None
         self._train_batches: TensorBatches | None = None
 
-    @property
-    def has_val(self) -> bool:
-        return self.val_size > 0
-
     def check(self) -> None:
         raise NotImplementedError
 
@@ -275,7 +271,7 @@ class InMemoryData(pl.LightningDataModule):
     def val_dataloader(self) -> TensorBatches | list[TensorBatches]:
         """[val, test] with a validation split, else test alone: the trainer names them ("val", "test") or ("test",)."""
         test = self._eval_batches(self._test)
-        return [self._eval_batches(self._val), test] if self.has_val else test
+        return [self._eval_batches(self._val), test] if self.val_size else test
 
     def test_dataloader(self) -> TensorBatches:
         return self._eval_batches(self._test)

@@ -94,7 +94,6 @@ class ImageNetData(pl.LightningDataModule):
     num_classes = 1000
     in_channels = 3
     image_size = CROP
-    has_val = False  # no split held out of train/; val/ plays the test set's part, as in the paper
 
     def __init__(
         self,

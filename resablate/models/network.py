@@ -261,7 +261,6 @@ class ResNet(nn.Module):
             nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True)) if self.preactivation else nn.Identity()
         )
         self.fc = nn.Linear(channels, num_classes)
-        self.num_features = channels
         self._init_weights(zero_init_last)
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Fixture run folders written in the format resablate.train writes: summary.json, metrics.csv, .hydra/config.yaml.
+"""Fixture run folders in the format resablate/app/train.py writes: summary.json, metrics.csv, .hydra/config.yaml.
 
 `zoo` holds mixed sweeps: CIFAR-family plain and ResNet runs on cifar10 (three seeds of ResNet-20, a failed plain-56,
 a ResNet-56 with no metrics.csv, a ResNet-110 folder with a config but no summary), a diverged plain-110, a ResNet-20 on

@@ -84,7 +84,7 @@ def test_wandb_path_must_be_entity_project(capsys):
 
 
 def test_wandb_runs_read_into_the_same_tables(monkeypatch, tmp_path):
-    """W&B's API replaced by a stand-in holding what resablate.train puts there: the summary's scalars, the history."""
+    """W&B's API replaced by a stand-in holding what resablate/app/train.py puts there: summary scalars, history."""
     import sys
     import types
 

@@ -116,4 +116,4 @@ def test_val_loaders_are_val_then_test_with_a_split():
     assert (sum(len(y) for _, y in val), sum(len(y) for _, y in test)) == (20, 20)
     no_split = SyntheticData(num_samples=100, image_size=4, batch_size=10)
     no_split.setup("fit")
-    assert isinstance(no_split.val_dataloader(), TensorBatches) and not no_split.has_val
+    assert isinstance(no_split.val_dataloader(), TensorBatches) and no_split.val_size == 0

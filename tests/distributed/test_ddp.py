@@ -1,8 +1,8 @@
 """Several processes per job (issue 4), on CPU with gloo: `trainer=ddp` under `-m`, submitit's local executor and
 `trainer=ddp_spawn`.
 
-The runs set RESABLATE_RANK_RECORDS=1: after training, each rank writes ranks/rank<k>.json with its seed and the
-digests of the config it trained and of its parameters (resablate.distributed.record_rank). The parameters alone would
+The runs set RESABLATE_RANK_RECORDS=1: after training, each rank writes ranks/rank<k>.json with its seed and the digests
+of the config it trained and of its parameters (resablate/app/distributed.py, record_rank). The parameters alone would
 agree even for ranks trained on different configurations (DDP broadcasts rank 0's weights and averages gradients); the
 config digest does not: a child rank that re-ran the sweep, as Lightning's own relaunch does under -m, starts with the
 sweep's first job (seed=1) whatever job its rank 0 trains, and writes a sweep folder of its own. (With Lightning's
@@ -21,9 +21,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from resablate.app.distributed import (
+    RANK_VARIABLES,
+    SubmititLocalEnvironment,
+    cluster_plugins,
+    end_job,
+    is_main_process,
+)
 from resablate.app.hardware import usable_cores
-from resablate.config import ConfigError
-from resablate.distributed import RANK_VARIABLES, SubmititLocalEnvironment, cluster_plugins, end_job, is_main_process
+from resablate.builder import ConfigError
 from tests.conftest import compose_app, run_app
 
 DDP = ["data=synthetic", "depth=8", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",

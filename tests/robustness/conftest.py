@@ -30,7 +30,7 @@ def run_in_process(args: list[str]) -> tuple[int, str, str]:
     """`python -m resablate ARGS` in this process: (exit status, stdout, stderr)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    import resablate.__main__ as app
+    import resablate.app.cli as app
 
     GlobalHydra.instance().clear()
     out, err = io.StringIO(), io.StringIO()

@@ -101,7 +101,7 @@ def test_killed_then_preempted_run_ends_equal_to_its_uninterrupted_twin(in_proce
 
 def test_sigusr2_saves_at_the_step_boundary_then_hands_over_to_the_handler_before(in_process, tmp_path, monkeypatch):
     """What submitit does on SLURM: its SIGUSR2 handler requeues the job. It runs after the checkpoint and summary."""
-    from resablate.module import ResNetModule
+    from resablate.app.module import ResNetModule
 
     run = tmp_path / "run"
     seen = []
@@ -135,7 +135,7 @@ def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_
     """The signal arrives during step 12, which logs (every 3 steps) and checkpoints (every 4). Lightning hands a
     step's logged values to the loggers after the callbacks that write checkpoints, so the row of step 12 must be on
     disk before the checkpoint, or the resumed run (which starts at step 13) would never have it."""
-    from resablate.module import ResNetModule
+    from resablate.app.module import ResNetModule
 
     run, twin = tmp_path / "run", tmp_path / "twin"
     code, _, err = in_process([*ARGS, f"hydra.run.dir={twin}"])

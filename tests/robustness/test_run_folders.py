@@ -76,7 +76,7 @@ def test_summary_json_is_replaced_whole(tmp_path, monkeypatch):
 
 
 def test_only_rank_zero_writes_the_summary(tmp_path):
-    from resablate.train import _finish
+    from resablate.app.train import _finish
 
     job = SimpleNamespace(run=RunFolder(tmp_path))
     summary = {}

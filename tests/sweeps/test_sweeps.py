@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from resablate.config import to_container
+from resablate.builder import to_container
 from resablate.models import count_params
 from tests.conftest import compose_app as compose
 from tests.conftest import needs_fashion_mnist, run_app
@@ -60,7 +60,7 @@ def grids_sweeper():
 
 def build(cfg) -> int:
     """Build the job's network (the real data module's shape and classes, no data read) and count its parameters."""
-    from resablate.train import build_datamodule, build_net
+    from resablate.builder import build_datamodule, build_net
 
     key = json.dumps([to_container(cfg[k]) for k in ("depth", "family", "block", "shortcut", "model")], default=str)
     key += cfg.data._target_
@@ -152,7 +152,7 @@ def test_searches_compose_for_every_choice(name):
 
 
 def test_arch_search_returns_error_and_macs():
-    from resablate.train import objective_value
+    from resablate.app.train import objective_value
 
     cfg = compose(["+sweep=arch_search"])
     summary = {"status": "completed", "val_error": 7.5, "test_error": 8.0, "macs": 40_000_000}
@@ -161,7 +161,7 @@ def test_arch_search_returns_error_and_macs():
 
 
 def test_sweep_folders_are_named_after_the_artifact():
-    from resablate.train import _sweep_group
+    from resablate.app.train import _sweep_group
 
     assert _sweep_group(Path("multirun/table6"), "table6") == "table6"
     shortened = Path("multirun/table6/data=fashion_mnist,seed=0")
@@ -180,7 +180,7 @@ def test_a_sweep_on_a_sweeper_param_is_kept_as_its_text():
 @pytest.mark.parametrize("eval_every,total,expected", [(2000, 64000, 2000), (2000, 30, 10), (3, 6, 3), (60, 60, 60),
                                                        (500, 2, 1)])
 def test_a_run_shorter_than_eval_every_is_evaluated_at_thirds(eval_every, total, expected):
-    from resablate.train import eval_interval
+    from resablate.app.trainer import eval_interval
 
     assert eval_interval(eval_every, total) == expected
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from resablate.config import ConfigError, check_recipe, check_trainer
-from resablate.train import build_datamodule, build_net
+from resablate.app.checks import check_recipe, check_trainer
+from resablate.builder import ConfigError, build_datamodule, build_net
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")  # hydra/: launcher presets
@@ -102,7 +102,7 @@ def test_identity_shortcut_on_a_shape_changing_net_says_what_to_use(compose):
     (["data=fashion_mnist", "data.train_sise=10"], "did you mean 'data.train_size'?"),
 ])
 def test_unknown_keys_are_named_with_the_closest_valid_one(args, message):
-    from resablate.config import check_override_keys
+    from resablate.app.checks import check_override_keys
 
     with pytest.raises(ConfigError) as err:
         check_override_keys(["-m", *args])
@@ -113,7 +113,7 @@ def test_unknown_keys_are_named_with_the_closest_valid_one(args, message):
 def test_every_key_of_every_option_is_accepted(group, option):
     from omegaconf import OmegaConf
 
-    from resablate.config import _option_keys, check_override_keys
+    from resablate.app.checks import _option_keys, check_override_keys
 
     keys = _option_keys(group, option)
     assert keys or OmegaConf.load(CONF / group / f"{option}.yaml").get("defaults")

@@ -4,7 +4,7 @@ dtype (bf16 holds integers exactly only up to 256, so an eval batch of 600 would
 import torch
 from torch import nn
 
-from resablate.module import ResNetModule
+from resablate.app.module import ResNetModule
 
 RECIPE = {"lr": 0.1, "schedule": "cosine", "max_steps": 10, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}
 

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resablate.builder import build_optimizer
+
 
 def lr_at(step: int, recipe: dict, total_steps: int) -> float:
     """Scheduled learning rate at iteration `step` (warm-up aside)."""
@@ -79,14 +81,7 @@ class ResNetModule(pl.LightningModule):
             group["lr"] = lr
 
     def configure_optimizers(self):
-        r = self.recipe
-        return torch.optim.SGD(
-            self.net.parameters(),
-            lr=r["lr"],
-            momentum=r["momentum"],
-            weight_decay=r["weight_decay"],
-            nesterov=r["nesterov"],
-        )
+        return build_optimizer(self.net.parameters(), self.recipe)  # recipe.optimizer: SGD unless the recipe says
 
     # ------------------------------------------------------------------------------------------------------ training
     def training_step(self, batch, batch_idx):

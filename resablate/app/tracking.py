@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from resablate.config import enum_name, to_container
+from resablate.builder import enum_name, to_container
 from resablate.records import RunFolder
 
 

@@ -30,12 +30,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.environments import ClusterEnvironment
 
-from resablate.config import ConfigError
+from resablate.app import compat
+from resablate.builder import ConfigError, to_container
+from resablate.records import write_rank_record
 
 RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "RANK",
                   "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED")
@@ -157,9 +158,7 @@ def install_rank_relaunch(strategy: str) -> None:
 
     if HydraConfig.initialized() and HydraConfig.get().output_subdir is None and is_main_process():
         raise ConfigError("trainer.strategy=ddp needs the job's saved config: hydra.output_subdir must not be null")
-    import pytorch_lightning.strategies.launchers.subprocess_script as launcher
-
-    launcher._hydra_subprocess_cmd = _rank_command
+    compat.route_rank_relaunch(_rank_command)
 
 
 def spawns_ranks(strategy: str) -> bool:
@@ -172,11 +171,11 @@ def lightning_strategy(strategy: str) -> str:
     return strategy.replace("ddp_spawn", "ddp", 1) if SPAWNED_RANK_ENV in os.environ else strategy
 
 
-def spawn_ranks(cfg, devices: int, previous: dict | None) -> None:
+def spawn_ranks(rank_main, cfg, devices: int, previous: dict | None) -> None:
     """trainer=ddp_spawn: start `devices` ranks with torch.multiprocessing (spawn) and wait for them.
 
-    Each rank runs the job past its checks (`prepare`, `_fit`) as rank k of plain DDP: it builds its own data and
-    network, and rank 0 writes the run folder; this process holds the folder's lock and read its `previous` summary.
+    Each rank runs `rank_main(cfg, previous)` (the job past its checks) as rank k of plain DDP: it builds its own data
+    and network, and rank 0 writes the run folder; this process holds the folder's lock and read its `previous` summary.
     Lightning's own ddp_spawn runs only `fit` in its workers (and `test` in new ones) and hands back little more than
     the weights and the last metrics, so steps, metrics.csv rows, the W&B run and timings would be lost or split
     between processes. Costs: a slow start (each rank imports torch and rebuilds the data), and the config and Hydra's
@@ -186,14 +185,13 @@ def spawn_ranks(cfg, devices: int, previous: dict | None) -> None:
 
     import cloudpickle  # submitit's dependency; Hydra's state holds OmegaConf resolvers, which pickle cannot take
     import torch.multiprocessing as mp
-    from hydra.core.singleton import Singleton
 
     with socket.socket() as s:  # a free port for the ranks' rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    hydra_state = cloudpickle.dumps(Singleton.get_state())  # as hydra-submitit-launcher hands it to its jobs
-    ranks = mp.start_processes(_spawned_rank, args=(cfg, devices, port, hydra_state, previous), nprocs=devices,
-                               join=False, start_method="spawn")
+    hydra_state = cloudpickle.dumps(compat.hydra_state())  # as hydra-submitit-launcher hands it to its jobs
+    ranks = mp.start_processes(_spawned_rank, args=(rank_main, cfg, devices, port, hydra_state, previous),
+                               nprocs=devices, join=False, start_method="spawn")
 
     def forward(signum, frame):  # a stop signal for the job reaches its ranks: they save last.ckpt and stop
         for proc in ranks.processes:
@@ -214,19 +212,14 @@ def spawn_ranks(cfg, devices: int, previous: dict | None) -> None:
             signal.signal(signum, handler)
 
 
-def _spawned_rank(rank: int, cfg, world_size: int, port: int, hydra_state: bytes, previous: dict | None) -> None:
+def _spawned_rank(rank: int, rank_main, cfg, world_size: int, port: int, hydra_state: bytes,
+                  previous: dict | None) -> None:
     import cloudpickle
-    from hydra.core.singleton import Singleton
 
-    from resablate.train import TrialPruned, _fit, prepare
-
-    Singleton.set_state(cloudpickle.loads(hydra_state))  # HydraConfig of the job: run folder, overrides, sweep
+    compat.restore_hydra_state(cloudpickle.loads(hydra_state))  # HydraConfig of the job: run folder, overrides, sweep
     os.environ.update({SPAWNED_RANK_ENV: str(rank), "LOCAL_RANK": str(rank), "NODE_RANK": "0",
                        "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    try:
-        _fit(prepare(cfg), previous)
-    except TrialPruned:
-        pass  # the verdict is in summary.json; the spawning process raises it
+    rank_main(cfg, previous)
 
 
 def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
@@ -241,8 +234,6 @@ def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
     """
     if os.environ.get(RANK_RECORDS_ENV) != "1":
         return
-    from resablate.config import to_container
-    from resablate.records import atomic_write_text
 
     config = json.dumps(to_container(cfg), sort_keys=True)
     batches = getattr(trainer.datamodule, "_train_batches", None)  # the data module's TensorBatches of this fit
@@ -260,9 +251,7 @@ def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
         "config_sha256": hashlib.sha256(config.encode()).hexdigest(),
         "params_sha256": params.hexdigest(),
     }
-    folder = Path(run_dir) / "ranks"
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / f"rank{trainer.global_rank}.json", json.dumps(record, indent=2) + "\n")
+    write_rank_record(run_dir, trainer.global_rank, record)
 
 
 def end_job(trainer, launched_ranks: bool, failed: bool = False) -> None:
@@ -273,11 +262,7 @@ def end_job(trainer, launched_ranks: bool, failed: bool = False) -> None:
     after its job cannot take the next jobs of the sweep down with it. A failed job's ranks may wait forever in a
     collective: they get a short grace, then are killed.
     """
-    shared = getattr(getattr(trainer.strategy, "launcher", None), "procs", None)
-    procs = [p for p in shared or [] if isinstance(p, subprocess.Popen)]  # ddp's; multiprocessing launchers join theirs
-    if procs:
-        shared.clear()  # the observer's list: empty, it reports success and stops
-    for proc in procs:
+    for proc in compat.disarm_child_observer(trainer):
         try:
             proc.wait(timeout=CHILD_GRACE_SECONDS[failed])
         except subprocess.TimeoutExpired:

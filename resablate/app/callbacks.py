@@ -1,0 +1,151 @@
+"""The job's callbacks: a stopwatch for images/s and start-up time, the Optuna trial's reports, and preemption signals
+(SLURM's SIGTERM, SIGUSR1, SIGUSR2) that save a checkpoint at the next step boundary before the job stops."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class Interrupted(SystemExit):
+    """A job stopped by a signal after saving last.ckpt. A SystemExit, so that Hydra and the sweepers pass it on
+    (the sweep stops; an Optuna trial stays RUNNING and a re-run takes it over); the exit status is 128 + the signal's
+    number, what a shell reports for a process the signal killed."""
+
+
+class Stopwatch(pl.Callback):
+    """Training wall time without evaluation, for images/s; counts only this session's steps (resumes included)."""
+
+    def __init__(self):
+        self.start = None
+        self.eval_seconds = 0.0
+        self.first_step = 0
+        self.first_step_time: float | None = None  # wall clock (time.time) as the first and last steps began/ended
+        self.last_step_time: float | None = None
+
+    def on_train_start(self, trainer, pl_module):
+        self.start, self.first_step = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.last_step_time = time.time()
+
+    def on_validation_start(self, trainer, pl_module):
+        self._eval_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        self.eval_seconds += time.perf_counter() - self._eval_start
+
+    def images_per_second(self, trainer, global_batch: int) -> float | None:
+        if self.start is None or trainer.global_step == self.first_step:
+            return None
+        seconds = time.perf_counter() - self.start - self.eval_seconds
+        return (trainer.global_step - self.first_step) * global_batch / max(seconds, 1e-9)
+
+
+class TrialReporter(pl.Callback):
+    """Reports each evaluation's error to the Optuna trial this job runs for, and stops the job when the trial
+    prunes."""
+
+    def __init__(self, trial, key: str):
+        self.trial, self.key, self.pruned_at = trial, key, None
+
+    def on_validation_end(self, trainer, pl_module):
+        """Rank 0 reports (the error is reduced over the ranks and logged there) and decides; every rank learns the
+        decision, since a rank that trained on alone would wait forever in its next all-reduce."""
+        if trainer.sanity_checking:
+            return
+        prune = False
+        if trainer.global_rank == 0:
+            value = trainer.callback_metrics.get(self.key)
+            if value is not None:
+                self.trial.report(float(value), step=trainer.global_step)
+                prune = bool(self.trial.should_prune())
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
+            self.pruned_at = trainer.global_step
+            trainer.should_stop = True
+
+
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")  # SLURM preemption and --signal warnings; submitit uses USR2
+
+
+class StopForSignal(Exception):
+    """Raised by `Preemption` right after its checkpoint; `_fit` turns it into status `interrupted`."""
+
+
+class Preemption(pl.Callback):
+    """On SIGTERM, SIGUSR1 or SIGUSR2 the job ends the step it is in, saves last.ckpt and stops training at once (no
+    evaluation); `_fit` then records `interrupted`, runs the handler that was there before (submitit's requeue), and
+    exits with 128 + N.
+
+    The handler only sets a flag: saving inside it could interrupt a half-done optimizer step. Lightning's own SIGTERM
+    handler (raise at the next step, no checkpoint) is replaced while training runs and comes back at teardown. With
+    several ranks the flag is summed over them every `sync_every` steps, so that all stop at the same step.
+    """
+
+    def __init__(self, checkpoint: Path, sync_every: int):
+        self.checkpoint, self.sync_every = checkpoint, sync_every
+        self.received: int | None = None
+        self.stopped_at: int | None = None
+        self.signals = [s for s in (getattr(signal, name, None) for name in PREEMPTION_SIGNALS) if s is not None]
+        self.before = {s: signal.getsignal(s) for s in self.signals}  # built before Lightning installs its own
+        self._trainer = None
+
+    def on_train_start(self, trainer, pl_module):
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only
+        self._trainer = trainer
+        for signum in self.signals:
+            signal.signal(signum, self._receive)
+
+    def _receive(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+            launcher = getattr(self._trainer.strategy, "launcher", None) if self._trainer is not None else None
+            if getattr(launcher, "procs", None):  # ranks this process started: they stop at the same step
+                launcher.kill(signum)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        stop = self.received is not None
+        if trainer.world_size > 1:
+            if trainer.global_step % self.sync_every:
+                return
+            flag = torch.tensor(float(stop), device=pl_module.device)
+            stop = bool(trainer.strategy.reduce(flag, reduce_op="sum").item() > 0)
+        if stop:
+            self.received = self.received or signal.SIGTERM
+            trainer.save_checkpoint(self.checkpoint)
+            self.stopped_at = trainer.global_step
+            raise StopForSignal  # not trainer.should_stop: Lightning would run a validation first
+
+    def __getstate__(self) -> dict:  # trainer=ddp_spawn pickles the callbacks: handlers and trainer stay here
+        return {**self.__dict__, "before": {}, "_trainer": None}
+
+    def signal_name(self) -> str:
+        return signal.Signals(self.received).name
+
+    def pass_on(self) -> None:
+        """The handler installed before the job (submitit: checkpoint and requeue), then exit with 128 + N."""
+        before = self.before.get(self.received)
+        if callable(before):
+            before(self.received, None)
+        raise Interrupted(128 + self.received)
+
+
+def progress_bar(mode: str) -> list[pl.Callback]:
+    if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        return [RichProgressBar()]
+    return []

@@ -1,0 +1,262 @@
+"""Value checks of a configuration, before any training: each refuses a bad value with a ConfigError that names it and
+the valid choices. `check_override_keys`, `check_group_options` and `check_output_dir` read the command line before
+Hydra composes (Hydra's own messages for these are a dozen lines of search path); `check_values` and `check_job` run on
+a composed config; `SweepCheck` (a Hydra callback, conf/config.yaml) checks every job of a basic sweep before the first
+one starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from resablate.app.schema import ResablateConfig
+from resablate.builder import ConfigError, build_datamodule, build_net, enum_name, optimizer_class, to_container
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+OBJECTIVE_KEYS = ("val_error", "test_error", "train_error", "macs", "params", "wall_seconds")
+FREE_FORM = ("shortcut", "data")  # their keys depend on the chosen option: checked against its constructor later
+
+
+def _chosen_option(group: str, overrides: list) -> str | None:
+    """The option of `group` the command line picks (the last `group=name`), else the default of conf/config.yaml;
+    None when that is not one plain name (a sweep over several, or an unknown option, which Hydra reports)."""
+    chosen = [o for o in overrides if o.key_or_group == group and o.type.name == "CHANGE"]
+    if chosen:
+        value = chosen[-1].value()
+        name = value if isinstance(value, str) else None
+    else:
+        defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
+        name = next((d[group] for d in defaults if isinstance(d, DictConfig) and group in d), None)
+    return name if name and (CONF_DIR / group / f"{name}.yaml").is_file() else None
+
+
+def _option_keys(group: str, name: str) -> list[str]:
+    """The keys `conf/<group>/<name>.yaml` sets, those of the options it extends (its defaults list) included."""
+    node = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
+    keys = [k for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_" for k in _option_keys(group, d)]
+    return list(dict.fromkeys([*keys, *(k for k in node.keys() if k != "defaults" and not str(k).startswith("_"))]))
+
+
+def check_override_keys(args: list[str]) -> None:
+    """Every `key=value` override of the command line names a key of the schema; else a ConfigError naming the key,
+    the closest valid one and the valid keys at that level. Hydra would only say "Key 'depht' not in 'ResablateConfig'".
+    Group choices (`shortcut=foo`), additions (`+key=`), deletions and `hydra.*` are left to Hydra (it lists
+    options)."""
+    candidates = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except HydraException:
+        return  # a grammar error: Hydra reports it with its position
+    schema = OmegaConf.structured(ResablateConfig)
+    for override in overrides:
+        key = override.key_or_group
+        if override.type.name != "CHANGE" or "/" in key or key.split(".")[0] == "hydra":
+            continue
+        parts = key.split(".")
+        if parts[0] in FREE_FORM and len(parts) == 2:
+            option = _chosen_option(parts[0], overrides)
+            valid = _option_keys(parts[0], option) if option else []
+            if option and parts[1] not in valid:
+                close = difflib.get_close_matches(parts[1], valid, n=1)
+                hint = f"; did you mean '{parts[0]}.{close[0]}'?" if close else ";"
+                raise ConfigError(f"unknown key {key!r} for {parts[0]}={option}{hint} valid keys: {', '.join(valid)}")
+            continue
+        node: Any = schema
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[:depth])
+            if not isinstance(node, DictConfig) or (depth == 1 and where in FREE_FORM):
+                break
+            valid = list(node.keys())  # not `part in node`: that is False for a MISSING value (shortcut, data)
+            if part not in valid:
+                close = difflib.get_close_matches(part, valid, n=1)
+                hint = f"; did you mean {'.'.join([*key.split('.')[:depth], close[0]])!r}?" if close else ";"
+                level = f"under {where}" if where else "at the top level"
+                raise ConfigError(f"unknown key {key!r}{hint} Valid keys {level}: {', '.join(valid)}")
+            node = node._get_node(part) if isinstance(node._get_node(part), DictConfig) else None
+
+
+def check_group_options(args: list[str]) -> None:
+    """Every `group=option` of the command line (each value of a sweep `group=a,b` too) names a file of
+    conf/<group>/; else one line naming the option and the valid ones (Hydra would add a dozen lines of search path)."""
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    except HydraException:
+        return  # a grammar error: Hydra reports it with its position
+    for override in overrides:
+        if override.key_or_group not in groups or override.package or override.type.name == "DEL":
+            continue
+        value = override.value()
+        names = value.list if isinstance(value, ChoiceSweep) else [value] if isinstance(value, str) else []
+        valid = sorted(p.stem for p in (CONF_DIR / override.key_or_group).glob("*.yaml"))
+        for name in names:
+            if isinstance(name, str) and name not in valid:
+                raise ConfigError(f"{override.key_or_group}={name} is not an option; valid: {', '.join(valid)}")
+
+
+def check_output_dir(args: list[str]) -> None:
+    """The run folder (sweep folder under -m) can be created: Hydra makes it before anything of ours runs, and a path
+    under a file or in a read-only folder would end in its traceback."""
+    key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
+    given = [a.split("=", 1)[1].strip("'\"") for a in args if a.split("=", 1)[0] == key]
+    value = given[-1] if given else ("multirun" if key == "hydra.sweep.dir" else "outputs")
+    if "${" in value:
+        return  # an interpolation: known only once composed
+    path = Path(value).expanduser().absolute()
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={value} cannot be a folder: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={value} cannot be written: {existing} is read-only for this user")
+
+
+def check_positive(where: str, value: float | int | None, allow_zero: bool = False, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{where}={value} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def check_recipe(recipe: DictConfig, max_steps: int | None) -> None:
+    check_positive("recipe.lr", recipe.lr)
+    check_positive("recipe.batch_size", recipe.batch_size)
+    check_positive("recipe.max_steps", recipe.max_steps)
+    check_positive("recipe.weight_decay", recipe.weight_decay, allow_zero=True)
+    check_positive("recipe.eval_every", recipe.eval_every)
+    check_positive("recipe.gamma", recipe.gamma)
+    check_positive("trainer.max_steps", max_steps, allow_none=True)
+    if not 0 <= recipe.momentum < 1:
+        raise ConfigError(f"recipe.momentum={recipe.momentum} must be in [0, 1)")
+    milestones = list(recipe.milestones)
+    if milestones != sorted(milestones) or any(m <= 0 or m >= recipe.max_steps for m in milestones):
+        raise ConfigError(
+            f"recipe.milestones={milestones} must increase and lie inside (0, recipe.max_steps={recipe.max_steps})"
+        )
+    optimizer_class(recipe.optimizer)
+    if enum_name(recipe.warmup) != "off":
+        check_positive("recipe.warmup_lr", recipe.warmup_lr)
+        check_positive("recipe.warmup_steps", recipe.warmup_steps, allow_zero=True)
+
+
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+PROGRESS_BARS = ("auto", "rich", "none")
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    check_positive("trainer.devices", trainer.devices)
+    check_positive("trainer.num_nodes", trainer.num_nodes)
+    check_positive("trainer.log_every_n_steps", trainer.log_every_n_steps)
+    check_positive("trainer.checkpoint_every_n_steps", trainer.checkpoint_every_n_steps)
+    if str(trainer.precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={trainer.precision!r} is not valid; valid: {', '.join(PRECISIONS)}")
+    if trainer.progress_bar not in PROGRESS_BARS:
+        raise ConfigError(
+            f"trainer.progress_bar={trainer.progress_bar!r} is not valid; valid: {', '.join(PROGRESS_BARS)}"
+        )
+    threads = trainer.threads
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"trainer.threads={threads!r} is not valid; valid: auto, or a whole number >= 1")
+    _check_accelerator(str(trainer.accelerator), int(trainer.devices))
+    from pytorch_lightning.strategies import StrategyRegistry  # Lightning only where needed: a typo is refused at once
+
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if str(trainer.strategy) not in strategies:
+        raise ConfigError(f"trainer.strategy={trainer.strategy!r} is not valid; valid: {', '.join(strategies)}")
+
+
+def _check_accelerator(accelerator: str, devices: int) -> None:
+    """Lightning would refuse these only when building the Trainer, with a traceback and a run folder left behind."""
+    import torch
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    valid = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+    if accelerator not in valid:
+        raise ConfigError(f"trainer.accelerator={accelerator!r} is not valid; valid: {', '.join(valid)}")
+    if accelerator in ("gpu", "cuda"):
+        found = torch.cuda.device_count()
+        if devices > found:
+            raise ConfigError(f"trainer.accelerator={accelerator} with trainer.devices={devices}, but this machine has "
+                              f"{found} CUDA GPU(s); use trainer.accelerator=cpu (or auto) or fewer devices")
+
+
+def check_channels_last(value: Any) -> None:
+    if value not in ("auto", True, False) or isinstance(value, int) and not isinstance(value, bool):
+        raise ConfigError(f"channels_last={value!r} is not valid; valid: auto, true, false")
+
+
+def effective_max_steps(cfg: DictConfig) -> int:
+    return int(cfg.trainer.max_steps or cfg.recipe.max_steps)
+
+
+def check_values(cfg: DictConfig) -> Any:
+    """The checks of a composed config that need no data and no network: missing values, trainer, recipe, objective,
+    the data module's options (built, nothing read). Returns the data module."""
+    missing = sorted(OmegaConf.missing_keys(cfg))  # `???` in conf/, e.g. data=imagenet's root
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value and no default: set {missing[0]}=... on the command line")
+    check_trainer(cfg.trainer)
+    check_channels_last(cfg.channels_last)
+    check_recipe(cfg.recipe, cfg.trainer.max_steps)
+    objective = to_container(cfg.objective)
+    for key in [objective] if isinstance(objective, str) else objective:
+        if key != "auto" and key not in OBJECTIVE_KEYS:
+            raise ConfigError(f"objective {key!r} is not valid; valid: auto, {', '.join(OBJECTIVE_KEYS)}")
+    return build_datamodule(cfg)
+
+
+def check_job(cfg: DictConfig) -> None:
+    """What training refuses before it starts, short of reading data: for a sweep to check all its jobs up front.
+    The network is built on the meta device (shapes only, no memory): a fraction of a second even for a ResNet-1202."""
+    import torch
+
+    datamodule = check_values(cfg)
+    with torch.device("meta"):
+        build_net(cfg, datamodule)
+
+
+def refuse(message: str) -> None:
+    """The one line a user sees for a bad value, and exit status 2."""
+    print(f"resablate: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+class SweepCheck(Callback):
+    """Hydra calls `on_multirun_start` with the sweep's composed config before its sweeper starts. Under Hydra's basic
+    sweeper every job is composed and checked (`check_job`) then: a bad value in the last job (`depth=20,35`) would
+    otherwise fail after the others trained, in a traceback at the end of the sweep. The jobs are the basic sweeper's
+    own split of the overrides Hydra parsed (`hydra.overrides.task` and `hydra.sweeper.params`). Other sweepers (Optuna
+    samples its values; the grids sweeper's `+sweep=` files are tested) are left to their jobs, and so is anything
+    this check cannot compose (the job then reports it itself)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return
+        from hydra import compose
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+        task = [*params, *OmegaConf.to_container(config.hydra.overrides.task)]
+        try:
+            parsed = OverridesParser.create().parse_overrides(task)
+            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        except (HydraException, ValueError):
+            return  # Hydra reports a bad sweep itself
+        if len(jobs) < 2:
+            return  # one job checks itself before training
+        for number, job in enumerate(jobs):
+            try:
+                check_job(compose(kwargs.get("config_name") or "config", overrides=list(job)))
+            except ConfigError as err:
+                refuse(f"job {number} of the sweep ({' '.join(job)}): {err}; no job was started")
+            except (HydraException, ValueError, KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError):
+                return  # not composable here (an interpolation of the hydra node, a glob): the jobs report it

@@ -1,0 +1,93 @@
+"""Run and sweep folder names: named after the job's overrides, so that the same command finds the same folder. That is
+how `resume=auto` continues a killed job and how re-running a sweep completes only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from omegaconf import ListConfig, OmegaConf
+
+NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
+NOT_IN_SWEEP_NAME = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.max_batch_size")  # how, not what
+MAX_NAME = 120
+
+
+def name_from_overrides(overrides: list[str] | ListConfig) -> str:
+    """A folder name from overrides: sorted, joined by ',', '/' made safe; long names end in a hash of the whole."""
+    items = sorted(str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME)
+    if not items:
+        return "default"
+    name = re.sub(r"[/\\\s]+", "_", ",".join(items)).replace("'", "").replace('"', "")
+    if len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
+
+
+def _hydra_overrides() -> tuple[list[str], list[str]]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return _command_line_overrides()
+    hydra = HydraConfig.get()
+    return list(hydra.overrides.task), list(hydra.overrides.hydra)
+
+
+def _command_line_overrides() -> tuple[list[str], list[str]]:
+    """(task, hydra) overrides of this process's command line, split as Hydra splits them.
+
+    At the top of a multirun Hydra sets no HydraConfig (it does so per job), and that is where the sweep folder is
+    named: without this every sweep would share `multirun/default`, and a sweep would find another's jobs `completed`
+    in its numbered folders. Outside an app (tests, notebooks) the command line is not Hydra's: ([], [])."""
+    import sys
+
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (Exception, SystemExit):
+        return [], []
+    return ([o.input_line for o in overrides if not o.is_hydra_override()],
+            [o.input_line for o in overrides if o.is_hydra_override()])
+
+
+def _run_name() -> str:
+    return name_from_overrides(_hydra_overrides()[0])
+
+
+SWEEP_GROUP = "sweep"  # `+sweep=table6` runs sweeps/table6.yaml (hydra_plugins/resablate_sweeps)
+
+
+def _sweep_name() -> str:
+    """`<artifact>` for `+sweep=<artifact>` alone, `<artifact>/<other overrides>` with more (a shortened run never lands
+    among the full runs), else the overrides. Sweeper options count (`++hydra.sweeper.params.depth='choice(8,14)'`, as
+    the Optuna sweeper rewrites `hydra.sweeper.params.depth=choice(8,14)`, names the folder like the line typed), so
+    two searches never share a folder and its study storage."""
+    task, hydra = _hydra_overrides()
+    sweeper = [
+        line
+        for line in (o.lstrip("+") for o in hydra)
+        if line.startswith(("hydra.sweeper", "hydra/sweeper")) and line.split("=", 1)[0] not in NOT_IN_SWEEP_NAME
+    ]
+    artifact = [o.split("=", 1)[1] for o in task if o.lstrip("+").split("=", 1)[0] == SWEEP_GROUP]
+    rest = [o for o in task if o.lstrip("+").split("=", 1)[0] != SWEEP_GROUP]
+    name = name_from_overrides([*rest, *sweeper])
+    if artifact:
+        return artifact[-1] if name == "default" else f"{artifact[-1]}/{name}"
+    return name
+
+
+def register() -> None:
+    """The run-name resolvers of conf/config.yaml (`${resablate_run_name:}`, `${resablate_sweep_name:}`); safe to call
+    twice.
+
+    The resolvers read the overrides of the config Hydra is running (for a sweep folder: the sweeper's, with the sweep
+    lists) and cache their answer; Hydra copies that cache into each job's config, so all jobs of a sweep share one
+    folder.
+    """
+    for name, fn in (("resablate_run_name", _run_name), ("resablate_sweep_name", _sweep_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=True)

@@ -1,0 +1,106 @@
+"""The job side of the Optuna contract: report each evaluation to the trial this job runs for, and stop when it prunes.
+
+The contract with `hydra/sweeper=optuna` (hydra_plugins/resablate_optuna_sweeper), which imports nothing of resablate,
+as training imports nothing of it: the sweeper launches each trial as a Hydra job with the environment variable
+`RESABLATE_OPTUNA_TRIAL` set (`hydra.job.env_set`, so under every launcher) to a JSON object:
+
+    {"storage": "sqlite:////abs/optuna.db" | "journal:/abs/file.log" | any SQLAlchemy URL,
+     "study_name": str, "trial_id": int, "number": int, "n_objectives": int,
+     "pruner": {"name": "none" | "median" | "successive_halving" | "hyperband", **its arguments}}
+
+The job opens the study from that storage in its own process, reports to its trial with optuna's own `Trial`
+(`report`, `should_prune`), and answers a pruned trial by raising `optuna.TrialPruned`, which the sweeper records as
+PRUNED. Multi-objective trials cannot be pruned (optuna's `Trial.report` is single-objective). optuna is imported only
+when a job has a trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+TRIAL_ENV = "RESABLATE_OPTUNA_TRIAL"
+JOURNAL = "journal:"
+
+
+class Trial:
+    """The Optuna trial this job evaluates, opened from the storage the sweeper named."""
+
+    def __init__(self, info: dict[str, Any]):
+        self.info = info
+        self._trial: Any = None
+
+    @property
+    def multi_objective(self) -> bool:
+        return int(self.info.get("n_objectives", 1)) > 1
+
+    def _open(self) -> Any:
+        if self._trial is None:
+            import optuna
+
+            study = optuna.load_study(study_name=self.info["study_name"], storage=_storage(self.info["storage"]),
+                                      pruner=_pruner(self.info.get("pruner")))
+            self._trial = optuna.trial.Trial(study, int(self.info["trial_id"]))
+        return self._trial
+
+    def report(self, value: float, step: int) -> None:
+        if not self.multi_objective:
+            self._open().report(float(value), step=int(step))
+
+    def should_prune(self) -> bool:
+        if self.multi_objective or (self.info.get("pruner") or {}).get("name", "none") == "none":
+            return False
+        return bool(self._open().should_prune())
+
+
+_CURRENT: dict[str, Trial] = {}  # env value -> its Trial: one study connection per trial and process
+
+
+def current_trial() -> Trial | None:
+    """The trial of this job, or None when the Optuna sweeper did not launch it."""
+    raw = os.environ.get(TRIAL_ENV)
+    if not raw:
+        return None
+    if raw not in _CURRENT:
+        try:
+            info = json.loads(raw)
+            info["study_name"], info["trial_id"], info["storage"]  # noqa: B018  (the keys every trial has)
+        except (ValueError, KeyError, TypeError) as err:
+            raise RuntimeError(f"{TRIAL_ENV} is not a trial description of the Optuna sweeper: {raw!r}") from err
+        _CURRENT.clear()
+        _CURRENT[raw] = Trial(info)
+    return _CURRENT[raw]
+
+
+def pruned(step: int | None) -> BaseException:
+    """The exception a pruned job raises, optuna's own, so that any Optuna-driven sweeper records PRUNED."""
+    import optuna
+
+    return optuna.TrialPruned(f"pruned at step {step}")
+
+
+def is_pruned(err: BaseException) -> bool:
+    optuna = sys.modules.get("optuna")  # an optuna.TrialPruned needs optuna imported
+    return optuna is not None and isinstance(err, optuna.TrialPruned)
+
+
+def _storage(spec: str) -> Any:
+    from optuna.storages import RDBStorage
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if spec.startswith(JOURNAL):
+        return JournalStorage(JournalFileBackend(spec[len(JOURNAL):]))
+    connect = {"connect_args": {"timeout": 60}} if spec.startswith("sqlite:") else {}  # many writers on one file
+    return RDBStorage(spec, engine_kwargs=connect, skip_compatibility_check=True, skip_table_creation=True)
+
+
+def _pruner(spec: dict | None) -> Any:
+    import optuna
+
+    spec = dict(spec or {"name": "none"})
+    kinds = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
+             "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+             "hyperband": optuna.pruners.HyperbandPruner}
+    return kinds[spec.pop("name")](**spec)

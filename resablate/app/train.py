@@ -1,0 +1,342 @@
+"""`train(cfg)`: one job, from a composed config to a finished run folder. The Hydra app (`cli.py`) is a thin shell.
+
+Order matters: everything that can be wrong with the config or the data is checked (`prepare`) before a Trainer exists,
+so a bad value costs seconds, not a run. Then the run folder is locked, resumed from its last checkpoint when
+`resume=auto`, trained, tested, and closed with `summary.json` whatever happens (`completed`, `diverged`, `pruned`,
+`failed`, `interrupted`).
+
+Nothing is lost: a job killed outright resumes from its last checkpoint (written atomically every N steps) and ends
+bitwise equal to an uninterrupted one on CPU; SIGTERM, SIGUSR1 and SIGUSR2 (SLURM preemption and time limits) save a
+checkpoint at the next step boundary first. Exit status of `python -m resablate` (one run): 0 completed, 2 bad input or
+a run folder held by another live job, 3 diverged, 128 + N stopped by signal N (143 for SIGTERM); under `-m` a diverged
+job returns NaN, so the sweep goes on and an Optuna trial is told FAIL.
+"""
+
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import socket
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from resablate.app import pruning
+from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, progress_bar
+from resablate.app.checks import check_values, effective_max_steps
+from resablate.app.distributed import (
+    cluster_plugins,
+    end_job,
+    install_rank_relaunch,
+    is_main_process,
+    lightning_strategy,
+    record_rank,
+    spawn_ranks,
+    spawns_ranks,
+)
+from resablate.app.hardware import SIDE_BY_SIDE_ENV, Decisions, apply_threads, decide, usable_cores
+from resablate.app.module import ResNetModule
+from resablate.app.naming import SWEEP_GROUP
+from resablate.app.tracking import wandb_logger
+from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, uses_warmup
+from resablate.builder import ConfigError, build_net, enum_name, to_container
+from resablate.models import ResNet, count_macs, count_params
+from resablate.records import LAST, RunFolder, RunFolderBusy
+
+FINAL = ("completed", "diverged", "pruned")  # statuses that resume=auto leaves alone; failed and interrupted resume
+
+
+@dataclass
+class Job:
+    """What `prepare` builds from a config: checked, ready to train."""
+
+    cfg: DictConfig
+    run: RunFolder
+    net: ResNet
+    datamodule: pl.LightningDataModule
+    recipe: dict
+    total_steps: int
+    warmup: bool
+    overrides: list[str]
+    group: str | None
+    plugins: list
+    side_by_side: int  # jobs of this sweep running at once on this machine
+    started: float  # time.time() as the job began: its start-up lasts until the first training step
+
+
+def prepare(cfg: DictConfig) -> Job:
+    """Check everything that can be checked without training; raise ConfigError naming the bad value."""
+    started = time.time()
+    run_dir, overrides, group = _hydra_context(cfg)
+    datamodule = check_values(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
+    net = build_net(cfg, datamodule)
+    try:
+        datamodule.check()
+    except (FileNotFoundError, ValueError) as err:  # missing, or there but damaged (CorruptDataError names the file)
+        raise ConfigError(str(err)) from None
+    run = RunFolder(run_dir)
+    try:
+        run.check_writable()
+    except OSError as err:
+        raise ConfigError(
+            f"run folder {run_dir} is not writable ({err.strerror}); set hydra.run.dir / hydra.sweep.dir"
+        ) from None
+    plugins = cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes, str(cfg.trainer.strategy))
+    install_rank_relaunch(str(cfg.trainer.strategy))
+    recipe = to_container(cfg.recipe)
+    warmup = uses_warmup(recipe["warmup"], net.arch.depth)
+    return Job(cfg, run, net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins,
+               _jobs_side_by_side(), started)
+
+
+def train(cfg: DictConfig) -> float | list[float]:
+    job = prepare(cfg)
+    run = job.run
+    with ExitStack() as held:
+        if is_main_process():  # ranks > 0 share the folder of their job's rank 0
+            try:
+                held.enter_context(run.lock())
+            except RunFolderBusy as err:
+                return _busy(cfg, err)
+            run.remove_partial_writes()
+        previous = run.summary()  # read under the lock: a job that just finished the folder is seen as finished
+        if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
+            print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
+            if previous["status"] == "pruned":
+                raise pruning.pruned(previous.get("pruned_at"))
+            return objective_value(cfg, previous)
+        if spawns_ranks(str(cfg.trainer.strategy)):  # trainer=ddp_spawn: the ranks it starts train, it waits
+            spawn_ranks(_spawned_rank, cfg, cfg.trainer.devices, previous)
+            summary = run.summary() or {"status": "failed"}
+            if summary["status"] == "pruned":
+                raise pruning.pruned(summary.get("pruned_at"))
+            return objective_value(cfg, summary)
+        return fit(job, previous)
+
+
+def fit(job: Job, previous: dict | None) -> float | list[float]:
+    """Train, test and write summary.json, whatever ends the run; this process is one rank of the job (or all of it)."""
+    cfg, run, dm = job.cfg, job.run, job.datamodule
+    main = is_main_process()
+    launched_ranks = main and "LOCAL_RANK" not in os.environ and not job.plugins  # Lightning will start ranks 1..N-1
+    resume = run.last_checkpoint() if enum_name(cfg.resume) == "auto" else None
+    if resume is None and main:
+        run.start_over()
+        previous = None  # nor counts its wall time
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
+                       int(cfg.trainer.devices), job.side_by_side)
+    apply_threads(decisions.threads.value)
+    if main:
+        print(f"[resablate] {decisions.line()}", flush=True)
+    module = ResNetModule(torch.compile(job.net) if cfg.compile else job.net, job.recipe, job.total_steps, job.warmup,
+                          log_every=cfg.trainer.log_every_n_steps,
+                          eval_names=("val", "test") if dm.val_size else ("test",), top5=dm.num_classes >= 100,
+                          channels_last=decisions.channels_last.value)
+    metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
+    wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None) if main else None
+    stopwatch, preemption = Stopwatch(), Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps)
+    trial = pruning.current_trial()
+    reporter = TrialReporter(trial, "val/err" if dm.val_size else "test/err") if trial is not None else None
+    bar = progress_bar(cfg.trainer.progress_bar)
+    callbacks = [stopwatch, *checkpoint_callbacks(run, cfg.trainer.checkpoint_every_n_steps, bool(dm.val_size)), *bar,
+                 *([reporter] if reporter is not None else []), preemption]
+    trainer = build_trainer(cfg.trainer, precision=decisions.precision.value,
+                            strategy=lightning_strategy(str(cfg.trainer.strategy)), max_steps=job.total_steps,
+                            eval_every=job.recipe["eval_every"], loggers=[metrics, *([wandb] if wandb else [])],
+                            callbacks=callbacks, plugins=job.plugins, root_dir=run.path, progress_bar=bool(bar))
+    metrics.trainer = trainer
+    summary = _base_summary(job, trainer, decisions)
+    summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
+    start, status = time.perf_counter(), "failed"
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume[0]) if resume else None)
+        for key, name in (("val/err", "val_error"), ("val/err5", "val_error5")):  # trainer.test forgets them
+            if key in trainer.callback_metrics:
+                summary[name] = float(trainer.callback_metrics[key])
+        if module.diverged_at is not None:
+            status, summary["diverged_at"] = "diverged", module.diverged_at
+        elif reporter is not None and reporter.pruned_at is not None:
+            status, summary["pruned_at"] = "pruned", reporter.pruned_at
+        else:
+            trainer.test(module, datamodule=dm, verbose=False)
+            status = "completed"
+            record_rank(run.path, trainer, module, cfg)
+    except (StopForSignal, SIGTERMException):  # the latter: SIGTERM before training or in the test (Lightning's)
+        preemption.received = preemption.received or signal.SIGTERM
+        status, summary["signal"] = "interrupted", preemption.signal_name()
+        if preemption.stopped_at is not None:
+            summary["interrupted_at"] = preemption.stopped_at
+    except BaseException as err:
+        summary["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        _finish(job, trainer, module, stopwatch, summary, status, time.perf_counter() - start, previous, wandb)
+        end_job(trainer, launched_ranks, failed=status == "failed")
+    if status == "pruned" and trainer.global_rank == 0:  # the job's answer to the sweeper; other ranks end quietly
+        raise pruning.pruned(summary["pruned_at"])
+    if status == "interrupted":
+        preemption.pass_on()
+    return objective_value(cfg, summary)
+
+
+def _spawned_rank(cfg: DictConfig, previous: dict | None) -> None:
+    """One rank of a trainer=ddp_spawn job (resablate.app.distributed.spawn_ranks starts it)."""
+    try:
+        fit(prepare(cfg), previous)
+    except BaseException as err:
+        if not pruning.is_pruned(err):
+            raise  # a pruned verdict is in summary.json; the spawning process raises it
+
+
+def _busy(cfg: DictConfig, err: RunFolderBusy) -> float | list[float]:
+    """Two identical sweeps started together share their jobs: the job another live worker holds is skipped here
+    (that worker finishes it, and a later re-run finds it done). A single run, or an Optuna trial, fails instead."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if not multirun or pruning.current_trial() is not None:
+        raise err
+    print(f"[resablate] {err}: skipped here, that job finishes it", flush=True)
+    objective = to_container(cfg.objective)
+    return float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)
+
+
+def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        group = None
+        if hc.mode == RunMode.MULTIRUN:
+            group = _sweep_group(Path(hc.sweep.dir), hc.runtime.choices.get(SWEEP_GROUP))
+        return Path(hc.runtime.output_dir), list(hc.overrides.task), group
+    return Path(cfg.get("run_dir") or "outputs/notebook"), [], None
+
+
+def _sweep_group(sweep_dir: Path, artifact: str | None) -> str:
+    """The W&B group of a sweep's jobs: the sweep folder's name; `table6/<overrides>` for a declared sweep run with
+    more overrides (multirun/table6/<overrides>/), so that the group `table6` holds the full runs only."""
+    if artifact and sweep_dir.parent.name == artifact:
+        return f"{artifact}/{sweep_dir.name}"
+    return sweep_dir.name
+
+
+def _jobs_side_by_side() -> int:
+    """How many jobs of this sweep run at once here: `n_jobs` of Hydra's joblib launcher (hydra/launcher=side_by_side),
+    capped by the Optuna sweeper's `n_jobs` (the trials it hands over at a time); 1 otherwise. Rank 0 hands the number
+    to the ranks Lightning starts for its job (they run the job's config in RUN mode, without the sweep's launcher)."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hc = HydraConfig.get()
+        jobs = 1
+        if "joblib" in str(hc.launcher.get("_target_", "")).lower():
+            jobs = int(hc.launcher.get("n_jobs") or 1)
+            if jobs < 0:  # joblib: -1 is every core, -2 all but one, ...
+                jobs = max(1, usable_cores() + 1 + jobs)
+            if hc.sweeper.get("n_jobs"):
+                jobs = min(jobs, int(hc.sweeper.n_jobs))
+        os.environ[SIDE_BY_SIDE_ENV] = str(jobs)
+        return jobs
+    if not is_main_process():
+        return int(os.environ.get(SIDE_BY_SIDE_ENV, "1"))
+    return 1
+
+
+def objective_value(cfg: DictConfig, summary: dict) -> float | list[float]:
+    """What the job returns to a sweeper: NaN for a run that did not complete (the sweeper records a failure)."""
+    objective = to_container(cfg.objective)
+    keys = [objective] if isinstance(objective, str) else list(objective)
+    auto = "val_error" if summary.get("val_error") is not None else "test_error"
+    keys = [auto if k == "auto" else k for k in keys]  # `auto` alone is replaced: [val_error, macs] stays two keys
+    if summary["status"] != "completed":
+        values = [float("nan")] * len(keys)
+    else:
+        values = [float(summary[k]) if summary.get(k) is not None else float("nan") for k in keys]
+    return values[0] if len(values) == 1 else values
+
+
+def _base_summary(job: Job, trainer: pl.Trainer, decisions: Decisions) -> dict[str, Any]:
+    cfg, net, dm = job.cfg, job.net, job.datamodule
+    return {
+        **net.describe(),
+        "dataset": dm.name,
+        "recipe": job.recipe["name"],
+        "seed": cfg.seed,
+        "params": count_params(net),
+        "macs": count_macs(net, (1, dm.in_channels, dm.image_size, dm.image_size)),
+        "overrides": " ".join(job.overrides),
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "global_batch": job.recipe["batch_size"],
+        "max_steps": job.total_steps,
+        **decisions.summary(),
+    }
+
+
+def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous, wandb) -> None:
+    """summary.json, the final console line and wandb.finish(), whatever ended the run. Rank 0 writes."""
+    summary["status"] = status  # every rank returns its objective from it
+    if trainer.global_rank == 0:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        summary.update(
+            status=status,
+            steps=trainer.global_step,
+            train_error=module.last_train.get("train/err"),
+            train_loss=module.last_train.get("train/loss"),
+            val_error=metrics.get("val/err", summary.get("val_error")),
+            test_error=metrics.get("test/err") if status == "completed" else None,
+            wall_seconds=round(seconds + ((previous or {}).get("wall_seconds") or 0.0), 2),
+            started_at=(previous or {}).get("started_at") or _timestamp(time.time() - seconds),  # first attempt's
+            finished_at=_timestamp(time.time()),
+            host=socket.gethostname(),
+            images_per_second=stopwatch.images_per_second(trainer, job.recipe["batch_size"]),
+            startup_seconds=round(stopwatch.first_step_time - job.started, 3) if stopwatch.first_step_time else None,
+            timing={"job_start": job.started, "first_step": stopwatch.first_step_time,
+                    "last_step": stopwatch.last_step_time},  # time.time(): benchmarks/startup.py reads them
+        )
+        if job.datamodule.num_classes >= 100:
+            summary.update(val_error5=metrics.get("val/err5", summary.get("val_error5")),
+                           test_error5=metrics.get("test/err5"))
+        for logger in trainer.loggers:
+            logger.save()
+        summary["timing"]["end"] = time.time()
+        job.run.write_summary(summary)
+        _print_result(job, summary)
+    if wandb is not None:
+        import wandb as wandb_lib
+
+        if trainer.global_rank == 0 and wandb_lib.run is not None:
+            wandb_lib.run.summary.update(
+                {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None}
+            )
+        wandb_lib.finish(exit_code=0 if status == "completed" else 1)
+
+
+def _timestamp(seconds: float) -> str:
+    """Local time with its UTC offset, to the second: when runs of a sweep started and ended, and whether they
+    overlapped."""
+    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def _print_result(job: Job, s: dict) -> None:
+    what = " ".join(job.overrides) or "defaults"
+    errors = ", ".join(
+        f"{k} {s[f'{k}_error']:.2f}%" for k in ("test", "val", "train") if s.get(f"{k}_error") is not None
+    )
+    ips = f"{s['images_per_second']:.0f} img/s" if s.get("images_per_second") else "- img/s"
+    extra = {
+        "diverged": f" at step {s.get('diverged_at')} (non-finite training loss)",
+        "pruned": f" at step {s.get('pruned_at')}",
+        "interrupted": f" by {s.get('signal')} at step {s['steps']} (the same command resumes it)",
+    }.get(s["status"], "")
+    print(f"[resablate] {what}: {s['status']}{extra}, {errors or 'no errors measured'}; {s['steps']} steps, {ips}, "
+          f"{s['wall_seconds']:.0f}s -> {job.run.path}", flush=True)
+
