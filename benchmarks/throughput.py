@@ -305,7 +305,7 @@ def layouts(args, device: torch.device, precision: str) -> list[bool]:
 def add_mfu(rows: list[dict], device: torch.device, override_tflops: float | None) -> None:
     for row in rows:
         peak, source = peak_macs(device, row["precision"], override_tflops)
-        row.update(mfu=round(row["achieved_macs_per_s"] / peak, 4) if peak else None, peak_macs_per_s=peak,
+        row.update(mfu=round(row["achieved_macs_per_s"] / peak, 6) if peak else None, peak_macs_per_s=peak,
                    peak_source=source)
 
 

@@ -168,3 +168,13 @@ def test_a_bad_option_fails_before_any_job(sweep_app, override, expected):
         assert text in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert sweep_app.job_dirs() == []
+
+
+def test_the_grids_sweeper_names_folders_as_the_app_names_runs():
+    """The plugin keeps its own copy of the naming rule (it imports nothing of resablate): the two must agree."""
+    from hydra_plugins.resablate_sweeps.grids_sweeper import folder_name
+    from resablate.app.naming import name_from_overrides
+
+    for overrides in ([], ["depth=20", "seed=1"], ["shortcut=projection", "resume=never"], ["data.root=/a b/c"],
+                      [f"x{i}=value{i}" for i in range(30)], ["+sweep=table6", "model.widths=[16,32,64]"]):
+        assert folder_name(overrides) == name_from_overrides(overrides)

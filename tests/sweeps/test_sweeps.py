@@ -170,9 +170,9 @@ def test_sweep_folders_are_named_after_the_artifact():
 
 
 def test_a_sweep_on_a_sweeper_param_is_kept_as_its_text():
-    from hydra_plugins.resablate_optuna_sweeper._cli import rewrite_sweeper_params
+    from resablate.app.cli import sweeper_params
 
-    assert rewrite_sweeper_params(
+    assert sweeper_params(
         ["hydra.sweeper.params.depth=choice(8,14,20)", "hydra.sweeper.params.x=1,2", "depth=20,56", "seed=1"]
     ) == ["++hydra.sweeper.params.depth='choice(8,14,20)'", "++hydra.sweeper.params.x='1,2'", "depth=20,56", "seed=1"]
 
