@@ -7,7 +7,9 @@ one starts.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -19,10 +21,13 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from resablate.app.schema import ResablateConfig
+from resablate.app.schema import ResablateConfig, TrainerConfig
 from resablate.builder import ConfigError, build_datamodule, build_net, enum_name, optimizer_class, to_container
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+TRAINER_KEYS = tuple(f.name for f in dataclasses.fields(TrainerConfig))  # resablate's; any other is pl.Trainer's
+SET_BY_RESABLATE = ("max_steps", "max_epochs", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
+                    "logger", "callbacks", "plugins", "enable_progress_bar", "enable_model_summary", "default_root_dir")
 OBJECTIVE_KEYS = ("val_error", "test_error", "train_error", "macs", "params", "wall_seconds")
 FREE_FORM = ("shortcut", "data")  # their keys depend on the chosen option: checked against its constructor later
 
@@ -167,6 +172,7 @@ def check_trainer(trainer: DictConfig) -> None:
     if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"trainer.threads={threads!r} is not valid; valid: auto, or a whole number >= 1")
     _check_accelerator(str(trainer.accelerator), int(trainer.devices))
+    extra_trainer_options(trainer)
     from pytorch_lightning.strategies import StrategyRegistry  # Lightning only where needed: a typo is refused at once
 
     strategies = ["auto", *StrategyRegistry.available_strategies()]
@@ -187,6 +193,21 @@ def _check_accelerator(accelerator: str, devices: int) -> None:
         if devices > found:
             raise ConfigError(f"trainer.accelerator={accelerator} with trainer.devices={devices}, but this machine has "
                               f"{found} CUDA GPU(s); use trainer.accelerator=cpu (or auto) or fewer devices")
+
+
+def extra_trainer_options(trainer: DictConfig) -> dict[str, Any]:
+    """The `trainer.*` keys for `pl.Trainer` itself (beyond resablate's own), checked against its signature."""
+    import pytorch_lightning as pl  # Lightning only where needed: a typo elsewhere is refused at once
+
+    extra = {k: v for k, v in to_container(trainer).items() if k not in TRAINER_KEYS}
+    accepted = [p for p in inspect.signature(pl.Trainer).parameters if p != "self" and p not in SET_BY_RESABLATE]
+    unknown = sorted(k for k in extra if k not in accepted)
+    if unknown:
+        taken = sorted(k for k in unknown if k in SET_BY_RESABLATE)
+        why = f" ({', '.join(taken)}: set by resablate from the recipe and the run folder)" if taken else ""
+        raise ConfigError(f"trainer has no key {', '.join(map(repr, unknown))}{why}; resablate's keys: "
+                          f"{', '.join(TRAINER_KEYS)}; pl.Trainer's: {', '.join(accepted)}")
+    return extra
 
 
 def check_channels_last(value: Any) -> None:

@@ -12,7 +12,6 @@ a run folder held by another live job, 3 diverged, 128 + N stopped by signal N (
 job returns NaN, so the sweep goes on and an Optuna trial is told FAIL.
 """
 
-
 from __future__ import annotations
 
 import datetime

@@ -8,8 +8,6 @@ is refused with the valid ones before a run starts.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,8 @@ from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from resablate import records
-from resablate.app.schema import TrainerConfig
-from resablate.builder import ConfigError, to_container
+from resablate.app.checks import extra_trainer_options
 
-OWN_KEYS = tuple(f.name for f in dataclasses.fields(TrainerConfig))  # handled here; any other key is pl.Trainer's
-SET_HERE = ("max_steps", "max_epochs", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
-            "logger", "callbacks", "plugins", "enable_progress_bar", "enable_model_summary", "default_root_dir")
 MIN_EVALUATIONS = 3
 
 
@@ -44,19 +38,6 @@ def eval_interval(eval_every: int, total_steps: int) -> int:
 def uses_warmup(warmup: str, depth: int) -> bool:
     """R1 4.2: ResNet-110 starts at LR 0.01 until training error is below 80 %; `auto` does so from depth 110."""
     return {"on": True, "off": False, "auto": depth >= 110}[warmup]
-
-
-def extra_options(trainer: DictConfig) -> dict[str, Any]:
-    """The `trainer.*` keys for `pl.Trainer` itself (beyond resablate's own), checked against its signature."""
-    extra = {k: v for k, v in to_container(trainer).items() if k not in OWN_KEYS}
-    accepted = [p for p in inspect.signature(pl.Trainer).parameters if p != "self" and p not in SET_HERE]
-    unknown = sorted(k for k in extra if k not in accepted)
-    if unknown:
-        taken = sorted(k for k in unknown if k in SET_HERE)
-        why = f" ({', '.join(taken)}: set by resablate from the recipe and the run folder)" if taken else ""
-        raise ConfigError(f"trainer has no key {', '.join(map(repr, unknown))}{why}; resablate's keys: "
-                          f"{', '.join(OWN_KEYS)}; pl.Trainer's: {', '.join(accepted)}")
-    return extra
 
 
 def build_trainer(trainer: DictConfig, *, precision: str, strategy: str, max_steps: int, eval_every: int,
@@ -84,7 +65,7 @@ def build_trainer(trainer: DictConfig, *, precision: str, strategy: str, max_ste
         enable_model_summary=False,
         default_root_dir=str(root_dir),
     )
-    options.update(extra_options(trainer))
+    options.update(extra_trainer_options(trainer))
     options.update(overrides)
     torch.backends.cudnn.benchmark = not trainer.deterministic  # process-wide: set again for every job
     return pl.Trainer(**options)

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from resablate.app.trainer import build_trainer, extra_options
+from resablate.app.checks import extra_trainer_options
+from resablate.app.trainer import build_trainer
 from resablate.builder import ConfigError, build_optimizer
 from tests.conftest import run_app
 
@@ -15,7 +16,7 @@ TINY = ["data=synthetic", "data.num_samples=256", "depth=8", "recipe=quick", "re
 
 def test_extra_trainer_options_reach_pl_trainer(compose, tmp_path):
     cfg = compose(["+trainer.gradient_clip_val=1.0", "+trainer.accumulate_grad_batches=2"])
-    assert extra_options(cfg.trainer) == {"gradient_clip_val": 1.0, "accumulate_grad_batches": 2}
+    assert extra_trainer_options(cfg.trainer) == {"gradient_clip_val": 1.0, "accumulate_grad_batches": 2}
     trainer = build_trainer(cfg.trainer, precision="32-true", strategy="auto", max_steps=10, eval_every=5, loggers=[],
                             callbacks=[], plugins=[], root_dir=tmp_path, accelerator="cpu")
     assert (trainer.gradient_clip_val, trainer.accumulate_grad_batches) == (1.0, 2)
@@ -27,7 +28,7 @@ def test_extra_trainer_options_reach_pl_trainer(compose, tmp_path):
 ])
 def test_a_trainer_option_pl_trainer_does_not_take_is_named(compose, key, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        extra_options(compose([key]).trainer)
+        extra_trainer_options(compose([key]).trainer)
 
 
 @pytest.mark.parametrize("spec,cls", [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW),
@@ -53,4 +54,10 @@ def test_a_bad_optimizer_is_refused_before_training(tmp_path):
     out = run_app([*TINY, "recipe.optimizer=adamx", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
     assert out.returncode == 2
     assert "resablate: error: recipe.optimizer='adamx' is not valid; valid: adadelta" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_trainer_option_is_refused_before_training(tmp_path):
+    out = run_app([*TINY, "+trainer.gradient_clip=1.0", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
+    assert out.returncode == 2 and "resablate: error: trainer has no key 'gradient_clip'" in out.stderr
     assert not (tmp_path / "run").exists()
