@@ -86,16 +86,16 @@ class StopForSignal(Exception):
 
 class Preemption(pl.Callback):
     """On SIGTERM, SIGUSR1 or SIGUSR2 the job ends the step it is in, saves last.ckpt and stops training at once (no
-    evaluation); `_fit` then records `interrupted`, runs the handler that was there before (submitit's requeue), and
-    exits with 128 + N.
+    evaluation; on a step that evaluates, after that evaluation, at the end of the next step); `fit` then records
+    `interrupted`, runs the handler that was there before (submitit's requeue), and exits with 128 + N.
 
     The handler only sets a flag: saving inside it could interrupt a half-done optimizer step. Lightning's own SIGTERM
     handler (raise at the next step, no checkpoint) is replaced while training runs and comes back at teardown. With
     several ranks the flag is summed over them every `sync_every` steps, so that all stop at the same step.
     """
 
-    def __init__(self, checkpoint: Path, sync_every: int):
-        self.checkpoint, self.sync_every = checkpoint, sync_every
+    def __init__(self, checkpoint: Path, sync_every: int, eval_every: int):
+        self.checkpoint, self.sync_every, self.eval_every = checkpoint, sync_every, eval_every
         self.received: int | None = None
         self.stopped_at: int | None = None
         self.signals = [s for s in (getattr(signal, name, None) for name in PREEMPTION_SIGNALS) if s is not None]
@@ -123,6 +123,8 @@ class Preemption(pl.Callback):
                 return
             flag = torch.tensor(float(stop), device=pl_module.device)
             stop = bool(trainer.strategy.reduce(flag, reduce_op="sum").item() > 0)
+        if stop and trainer.global_step % self.eval_every == 0:
+            return  # Lightning evaluates this step after its callbacks: a stop here would lose that evaluation for good
         if stop:
             self.received = self.received or signal.SIGTERM
             trainer.save_checkpoint(self.checkpoint)

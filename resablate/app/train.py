@@ -48,7 +48,7 @@ from resablate.app.hardware import SIDE_BY_SIDE_ENV, Decisions, apply_threads, d
 from resablate.app.module import ResNetModule
 from resablate.app.naming import SWEEP_GROUP
 from resablate.app.tracking import wandb_logger
-from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, uses_warmup
+from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, to_container
 from resablate.models import ResNet, count_macs, count_params
 from resablate.records import LAST, RunFolder, RunFolderBusy
@@ -146,7 +146,9 @@ def fit(job: Job, previous: dict | None) -> float | list[float]:
                           channels_last=decisions.channels_last.value)
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
     wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None) if main else None
-    stopwatch, preemption = Stopwatch(), Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps)
+    stopwatch = Stopwatch()
+    preemption = Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps,
+                            eval_every=eval_interval(job.recipe["eval_every"], job.total_steps))
     trial = pruning.current_trial()
     reporter = TrialReporter(trial, "val/err" if dm.val_size else "test/err") if trial is not None else None
     bar = progress_bar(cfg.trainer.progress_bar)

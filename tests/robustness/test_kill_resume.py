@@ -112,7 +112,7 @@ def test_sigusr2_saves_at_the_step_boundary_then_hands_over_to_the_handler_befor
     training_step = ResNetModule.training_step
 
     def signalled_step(self, batch, batch_idx):
-        if self.global_step == 5:  # the signal arrives in the middle of step 6
+        if self.global_step == 4:  # the signal arrives in the middle of step 5 (20 steps evaluate at 6, 12, 18)
             signal.raise_signal(signal.SIGUSR2)
         return training_step(self, batch, batch_idx)
 
@@ -126,8 +126,8 @@ def test_sigusr2_saves_at_the_step_boundary_then_hands_over_to_the_handler_befor
     assert code == 128 + signal.SIGUSR2
     assert seen == [(signal.SIGUSR2, "interrupted")]
     summary = RunFolder(run).summary()
-    assert (summary["status"], summary["signal"], summary["interrupted_at"]) == ("interrupted", "SIGUSR2", 6)
-    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6
+    assert (summary["status"], summary["signal"], summary["interrupted_at"]) == ("interrupted", "SIGUSR2", 5)
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 5
     assert "Traceback" not in err
 
 
@@ -153,6 +153,34 @@ def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_
     assert code == 128 + signal.SIGTERM, err[-3000:]
     assert RunFolder(run).summary()["interrupted_at"] == 12
     assert 12 in pd.read_csv(run / "metrics.csv").step.tolist()
+    code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
+    assert code == 0, err[-3000:]
+    curves = [pd.read_csv(d / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
+    pd.testing.assert_frame_equal(*curves)
+
+
+def test_a_signal_on_an_evaluation_step_loses_no_evaluation(in_process, tmp_path, monkeypatch):
+    """The signal arrives during step 16, which checkpoints (every 4) and evaluates (48 steps: at 16, 32, 48).
+    Lightning evaluates after the callbacks of the step; a stop there would skip step 16's evaluation, and the resumed
+    run (which starts at step 17) would never make it. The job evaluates first and stops at the next step."""
+    from resablate.app.module import ResNetModule
+
+    run, twin = tmp_path / "run", tmp_path / "twin"
+    code, _, err = in_process([*ARGS, f"hydra.run.dir={twin}"])
+    assert code == 0, err[-3000:]
+    training_step = ResNetModule.training_step
+
+    def signalled_step(self, batch, batch_idx):
+        if self.global_step == 15:
+            signal.raise_signal(signal.SIGTERM)
+        return training_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ResNetModule, "training_step", signalled_step)
+        code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
+    assert code == 128 + signal.SIGTERM, err[-3000:]
+    assert RunFolder(run).summary()["interrupted_at"] == 17
+    assert pd.read_csv(run / "metrics.csv").set_index("step").loc[16, "test/err"] >= 0
     code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
     assert code == 0, err[-3000:]
     curves = [pd.read_csv(d / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
