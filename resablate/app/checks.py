@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import sys
 from pathlib import Path
@@ -128,6 +129,8 @@ def check_output_dir(args: list[str]) -> None:
 def check_positive(where: str, value: float | int | None, allow_zero: bool = False, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
+    if value is not None and not math.isfinite(value):  # nan passes every comparison below
+        raise ConfigError(f"{where}={value} must be a finite number {'>= 0' if allow_zero else '> 0'}")
     if value is None or value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{where}={value} must be {'>= 0' if allow_zero else '> 0'}")
 
