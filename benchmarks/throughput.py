@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from resablate.app.hardware import choose_channels_last, detect
+from resablate.app.hardware import choose_channels_last, cpu_info, detect
 from resablate.app.module import ResNetModule
 from resablate.app.trainer import MetricsLogger, build_trainer, uses_warmup
 from resablate.data import SyntheticData, TensorBatches, random_pad_crop_flip
@@ -310,13 +310,7 @@ def add_mfu(rows: list[dict], device: torch.device, override_tflops: float | Non
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return f"{cpu_info()[0]} ({torch.get_num_threads()} threads)"
 
 
 def hours(seconds: float) -> str:
@@ -390,9 +384,7 @@ def quiet_lightning() -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     quiet_lightning()
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as train.py does when not deterministic
+    device = torch.device(args.device)  # cudnn.benchmark: build_trainer sets it, as for training
     rows = []
     with tempfile.TemporaryDirectory(prefix="resablate-throughput-") as workdir:
         for name in args.model_names:

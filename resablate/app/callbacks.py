@@ -26,8 +26,7 @@ class Stopwatch(pl.Callback):
         self.start = None
         self.eval_seconds = 0.0
         self.first_step = 0
-        self.first_step_time: float | None = None  # wall clock (time.time) as the first and last steps began/ended
-        self.last_step_time: float | None = None
+        self.first_step_time: float | None = None  # wall clock (time.time) as the first step began
 
     def on_train_start(self, trainer, pl_module):
         self.start, self.first_step = time.perf_counter(), trainer.global_step
@@ -35,9 +34,6 @@ class Stopwatch(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.first_step_time is None:
             self.first_step_time = time.time()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.last_step_time = time.time()
 
     def on_validation_start(self, trainer, pl_module):
         self._eval_start = time.perf_counter()

@@ -300,8 +300,7 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
             host=socket.gethostname(),
             images_per_second=stopwatch.images_per_second(trainer, job.recipe["batch_size"]),
             startup_seconds=round(stopwatch.first_step_time - job.started, 3) if stopwatch.first_step_time else None,
-            timing={"job_start": job.started, "first_step": stopwatch.first_step_time,
-                    "last_step": stopwatch.last_step_time},  # time.time(): benchmarks/startup.py reads them
+            timing={"job_start": job.started, "first_step": stopwatch.first_step_time},  # time.time(), for startup.py
         )
         if job.datamodule.num_classes >= 100:
             summary.update(val_error5=metrics.get("val/err5", summary.get("val_error5")),

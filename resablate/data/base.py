@@ -214,11 +214,12 @@ class InMemoryData(pl.LightningDataModule):
     def _load_once(self) -> tuple[Split, Split]:
         """`_load`, or what it returned for the same files (path, size, modification time) in an earlier job of this
         process: a sweep's jobs decode their data set once (Fashion-MNIST: 0.3 s a job). Only the last data set is
-        kept, and the tensors are never changed in place (`setup` indexes them into new ones)."""
+        kept; nothing changes its tensors in place (`setup` indexes subsets into new ones)."""
         files = self._files()
         if files is None:
             return self._load()
-        key = (type(self).__name__, *((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+        stats = [(str(p.resolve()), p.stat()) for p in files]
+        key = (type(self).__name__, *((path, st.st_size, st.st_mtime_ns) for path, st in stats))
         if key not in _DECODED:
             loaded = self._load()
             _DECODED.clear()
