@@ -131,19 +131,19 @@ def test_sigusr2_saves_at_the_step_boundary_then_hands_over_to_the_handler_befor
     assert "Traceback" not in err
 
 
-def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_path, monkeypatch):
-    """The signal arrives during step 12, which logs (every 3 steps) and checkpoints (every 4). Lightning hands a
-    step's logged values to the loggers after the callbacks that write checkpoints, so the row of step 12 must be on
-    disk before the checkpoint, or the resumed run (which starts at step 13) would never have it."""
-    from resablate.app.module import ResNetModule
-
-    run, twin = tmp_path / "run", tmp_path / "twin"
+def run_twin(in_process, twin) -> None:
     code, _, err = in_process([*ARGS, f"hydra.run.dir={twin}"])
     assert code == 0, err[-3000:]
+
+
+def sigterm_during_step(in_process, monkeypatch, run, step: int) -> None:
+    """The run of ARGS in `run`, with SIGTERM raised in the middle of training step `step` (1-based)."""
+    from resablate.app.module import ResNetModule
+
     training_step = ResNetModule.training_step
 
     def signalled_step(self, batch, batch_idx):
-        if self.global_step == 11:
+        if self.global_step == step - 1:
             signal.raise_signal(signal.SIGTERM)
         return training_step(self, batch, batch_idx)
 
@@ -151,40 +151,38 @@ def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_
         patch.setattr(ResNetModule, "training_step", signalled_step)
         code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
     assert code == 128 + signal.SIGTERM, err[-3000:]
-    assert RunFolder(run).summary()["interrupted_at"] == 12
-    assert 12 in pd.read_csv(run / "metrics.csv").step.tolist()
+
+
+def resume_equals_twin(in_process, run, twin) -> None:
+    """The same command finishes the run, and its metrics.csv equals the uninterrupted twin's, row for row."""
     code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
     assert code == 0, err[-3000:]
     curves = [pd.read_csv(d / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
     pd.testing.assert_frame_equal(*curves)
+
+
+def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_path, monkeypatch):
+    """The signal arrives during step 12, which logs (every 3 steps) and checkpoints (every 4). Lightning hands a
+    step's logged values to the loggers after the callbacks that write checkpoints, so the row of step 12 must be on
+    disk before the checkpoint, or the resumed run (which starts at step 13) would never have it."""
+    run, twin = tmp_path / "run", tmp_path / "twin"
+    run_twin(in_process, twin)
+    sigterm_during_step(in_process, monkeypatch, run, 12)
+    assert RunFolder(run).summary()["interrupted_at"] == 12
+    assert 12 in pd.read_csv(run / "metrics.csv").step.tolist()
+    resume_equals_twin(in_process, run, twin)
 
 
 def test_a_signal_on_an_evaluation_step_loses_no_evaluation(in_process, tmp_path, monkeypatch):
     """The signal arrives during step 16, which checkpoints (every 4) and evaluates (48 steps: at 16, 32, 48).
     Lightning evaluates after the callbacks of the step; a stop there would skip step 16's evaluation, and the resumed
     run (which starts at step 17) would never make it. The job evaluates first and stops at the next step."""
-    from resablate.app.module import ResNetModule
-
     run, twin = tmp_path / "run", tmp_path / "twin"
-    code, _, err = in_process([*ARGS, f"hydra.run.dir={twin}"])
-    assert code == 0, err[-3000:]
-    training_step = ResNetModule.training_step
-
-    def signalled_step(self, batch, batch_idx):
-        if self.global_step == 15:
-            signal.raise_signal(signal.SIGTERM)
-        return training_step(self, batch, batch_idx)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(ResNetModule, "training_step", signalled_step)
-        code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
-    assert code == 128 + signal.SIGTERM, err[-3000:]
+    run_twin(in_process, twin)
+    sigterm_during_step(in_process, monkeypatch, run, 16)
     assert RunFolder(run).summary()["interrupted_at"] == 17
     assert pd.read_csv(run / "metrics.csv").set_index("step").loc[16, "test/err"] >= 0
-    code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
-    assert code == 0, err[-3000:]
-    curves = [pd.read_csv(d / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
-    pd.testing.assert_frame_equal(*curves)
+    resume_equals_twin(in_process, run, twin)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
