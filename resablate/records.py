@@ -4,6 +4,10 @@
       .hydra/config.yaml          the composed config (Hydra writes it)
       metrics.csv                 step (iterations done), epoch, every logged metric; one row per step
       summary.json                final record: architecture, counts, errors, throughput, status, overrides
+      identity.json               whose folder this is: the digest of the job's defining config, its overrides, and
+                                  Hydra's .hydra/ files as they were when the job first ran (a job of another identity
+                                  is refused here, and Hydra's rewrite of .hydra/ undone)
+      *.damaged                   a summary.json or metrics.csv found cut off or unreadable, set aside, bytes kept
       checkpoints/last.ckpt       written atomically every N steps; last.prev.ckpt is the one before
       checkpoints/best.ckpt       lowest val/err, when there is a validation split
       wandb/                      the W&B run (offline unless a key is configured)
@@ -34,6 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CONFIG = ".hydra/config.yaml"
+IDENTITY = "identity.json"
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 PREVIOUS = "last.prev.ckpt"
@@ -75,11 +81,60 @@ class RunFolder:
     def checkpoints(self) -> Path:
         return self.path / CHECKPOINTS
 
-    def summary(self) -> dict | None:
-        file = self.path / SUMMARY
+    def summary(self, set_aside: bool = False) -> dict | None:
+        """summary.json; None when there is none. A cut-off or unreadable one raises ValueError, or with `set_aside`
+        (a job about to go on from its checkpoint) is renamed to summary.json.damaged, bytes kept, and None returned."""
+        return self._json(SUMMARY, set_aside)
+
+    def _json(self, name: str, set_aside: bool) -> dict | None:
+        file = self.path / name
         if not file.exists():
             return None
-        return json.loads(file.read_text())
+        try:
+            value = json.loads(file.read_text())
+            if not isinstance(value, dict):
+                raise ValueError(f"a JSON {type(value).__name__}, not an object")
+            return value
+        except (ValueError, UnicodeDecodeError) as err:
+            if not set_aside:
+                raise ValueError(f"{file} is damaged ({err})") from None
+            self.set_aside(file, str(err))
+            return None
+
+    def set_aside(self, file: Path, why: str) -> Path:
+        """Rename a damaged file of the folder to `<name>.damaged` (`.damaged2`, ... if taken) and say so."""
+        target = file.with_name(f"{file.name}.damaged")
+        number = 1
+        while target.exists():
+            number += 1
+            target = file.with_name(f"{file.name}.damaged{number}")
+        os.replace(file, target)
+        print(f"[resablate] {file} is damaged ({why.splitlines()[0] if why else 'unreadable'}): set aside as "
+              f"{target.name}, going on without it", flush=True)
+        return target
+
+    def identity(self) -> dict | None:
+        """identity.json (see the layout above); a damaged one is set aside and None returned."""
+        record = self._json(IDENTITY, set_aside=True)
+        return record if record is None or "digest" in record else None
+
+    def claim(self, digest: str, overrides: list[str], config: dict) -> None:
+        """Write identity.json for this job, with the .hydra/ files Hydra wrote for it."""
+        hydra = {name: (self.path / ".hydra" / name).read_text() for name in HYDRA_FILES
+                 if (self.path / ".hydra" / name).is_file()}
+        record = {"digest": digest, "overrides": list(overrides), "config": config, "hydra": hydra}
+        atomic_write_text(self.path / IDENTITY, json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+
+    def restore_hydra_files(self, record: dict) -> None:
+        """Put back the .hydra/ files of the job `record` (identity.json) describes: Hydra rewrote them for a job
+        that was then refused here."""
+        for name, text in (record.get("hydra") or {}).items():
+            if name in HYDRA_FILES:
+                atomic_write_text(self.path / ".hydra" / name, text)
+
+    def has_results(self) -> bool:
+        """Anything a job trained leaves: a summary, metrics or checkpoints."""
+        return any((self.path / name).exists() for name in (SUMMARY, METRICS, CHECKPOINTS))
 
     def write_summary(self, summary: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -176,13 +231,56 @@ class RunFolder:
         probe.write_text("")
         probe.unlink()
 
-    def remove_if_only_hydra_files(self) -> bool:
-        """A job refused before training leaves no run folder behind (Hydra made one, with its .hydra/ and log, before
-        the job ran). True when it was removed."""
-        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {".hydra", "resablate.log"}:
-            shutil.rmtree(self.path)
-            return True
-        return False
+    def remove_if_only_hydra_files(self, existed: Iterable[str] = ()) -> bool:
+        """A job refused before training leaves no run folder behind: Hydra made one, with its .hydra/ and log, before
+        the job ran. Only what Hydra made is removed: `existed` names what was there before the job (".": the folder
+        itself, as with `hydra.run.dir=.`; ".hydra", "resablate.log"), which stays. True when the folder held nothing
+        else."""
+        existed = set(existed)
+        if not self.path.is_dir() or not {p.name for p in self.path.iterdir()} <= {".hydra", "resablate.log"}:
+            return False
+        hydra = self.path / ".hydra"
+        if ".hydra" not in existed and hydra.is_dir() and {p.name for p in hydra.iterdir()} <= set(HYDRA_FILES):
+            shutil.rmtree(hydra)
+        if "resablate.log" not in existed:
+            (self.path / "resablate.log").unlink(missing_ok=True)
+        if "." not in existed and not any(self.path.iterdir()) and self.path.resolve() != Path.cwd().resolve():
+            self.path.rmdir()
+        return True
+
+    def existing(self) -> list[str]:
+        """What of this folder exists now, in the names `remove_if_only_hydra_files(existed=...)` takes."""
+        if not self.path.is_dir():
+            return []
+        return [".", *(name for name in (".hydra", "resablate.log") if (self.path / name).exists())]
+
+
+OUTCOMES = ".outcomes"
+
+
+def write_outcome(sweep_dir: str | os.PathLike, token: str, number: int, record: dict) -> None:
+    """`<sweep>/.outcomes/<token>/<number>.json`: how job `number` of the sweep run `token` ended, for the sweep's
+    closing line (resablate/app/cli.py). Each job writes its own file: jobs may run in other processes or machines."""
+    folder = Path(sweep_dir) / OUTCOMES / token
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{number}.json", json.dumps(_json_safe(record), sort_keys=True) + "\n")
+
+
+def read_outcomes(sweep_dir: str | os.PathLike, token: str) -> list[dict]:
+    """The outcomes `write_outcome` wrote for the sweep run `token`, by job number; then removes them."""
+    folder = Path(sweep_dir) / OUTCOMES / token
+    records = []
+    for file in sorted(folder.glob("*.json"), key=lambda f: int(f.stem) if f.stem.isdigit() else -1):
+        try:
+            records.append(json.loads(file.read_text()))
+        except ValueError:
+            records.append({"number": file.stem, "status": "failed", "error": f"its outcome file {file} is damaged"})
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        (Path(sweep_dir) / OUTCOMES).rmdir()  # unless another sweep run of this folder is writing its own
+    except OSError:
+        pass
+    return records
 
 
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
@@ -226,12 +324,24 @@ def write_metrics(run_dir: str | os.PathLike, rows: dict[int, dict[str, Any]]) -
 
 def metrics_rows(run_dir: str | os.PathLike, up_to_step: int) -> dict[int, dict[str, Any]]:
     """The rows of metrics.csv up to `up_to_step`, for a resumed job (a killed job may have written past its
-    checkpoint)."""
+    checkpoint). A metrics.csv that cannot be read as ours (cut off mid-header, junk) is set aside, bytes kept: the
+    resumed job goes on without the rows before its checkpoint rather than fail on every re-run."""
     file = Path(run_dir) / METRICS
     if not file.exists():
         return {}
+    try:
+        table = pd.read_csv(file)
+        if "step" not in table.columns:
+            raise ValueError("no 'step' column")
+        steps = pd.to_numeric(table["step"], errors="raise")
+        if steps.isna().any():
+            raise ValueError("a row without its step")
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        RunFolder(run_dir).set_aside(file, str(err))
+        return {}
+    table["step"] = steps.astype(int)
     return {int(row["step"]): {k: v for k, v in row.items() if not pd.isna(v)}
-            for row in pd.read_csv(file).to_dict("records") if row["step"] <= up_to_step}
+            for row in table.to_dict("records") if row["step"] <= up_to_step}
 
 
 def write_rank_record(run_dir: str | os.PathLike, rank: int, record: dict) -> None:

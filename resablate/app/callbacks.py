@@ -73,7 +73,8 @@ class TrialReporter(pl.Callback):
             trainer.should_stop = True
 
 
-PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")  # SLURM preemption and --signal warnings; submitit uses USR2
+# SLURM preemption and --signal warnings (submitit uses USR2), and Ctrl-C: each one checkpoints and stops.
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
 class StopForSignal(Exception):
@@ -81,8 +82,9 @@ class StopForSignal(Exception):
 
 
 class Preemption(pl.Callback):
-    """On SIGTERM, SIGUSR1 or SIGUSR2 the job ends the step it is in, saves last.ckpt and stops training at once (no
-    evaluation; on a step that evaluates, after that evaluation, at the end of the next step); `fit` then records
+    """On SIGTERM, SIGUSR1, SIGUSR2 or SIGINT (Ctrl-C; a second one stops at once) the job ends the step it is in,
+    saves last.ckpt and stops training at once (no evaluation; on a step that evaluates, after that evaluation, at the
+    end of the next step); `fit` then records
     `interrupted`, runs the handler that was there before (submitit's requeue), and exits with 128 + N.
 
     The handler only sets a flag: saving inside it could interrupt a half-done optimizer step. Lightning's own SIGTERM
@@ -97,15 +99,37 @@ class Preemption(pl.Callback):
         self.signals = [s for s in (getattr(signal, name, None) for name in PREEMPTION_SIGNALS) if s is not None]
         self.before = {s: signal.getsignal(s) for s in self.signals}  # built before Lightning installs its own
         self._trainer = None
+        self._training = False
+
+    def setup(self, trainer, pl_module, stage):
+        """Ctrl-C from the start of fit to the end of the test (`restore` puts Python's handler back): Lightning turns
+        a KeyboardInterrupt into exit(1). The others from the start of training, over Lightning's SIGTERM handler."""
+        self._install(trainer, [signal.SIGINT])
 
     def on_train_start(self, trainer, pl_module):
+        self._training = True
+        self._install(trainer, self.signals)
+
+    def on_train_end(self, trainer, pl_module):
+        self._training = False
+
+    def _install(self, trainer, signals) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # Python delivers signals to the main thread only
         self._trainer = trainer
-        for signum in self.signals:
+        for signum in signals:
             signal.signal(signum, self._receive)
 
+    def restore(self) -> None:
+        if threading.current_thread() is threading.main_thread() and self.before.get(signal.SIGINT) is not None:
+            signal.signal(signal.SIGINT, self.before[signal.SIGINT])
+
     def _receive(self, signum, frame):
+        if signum == signal.SIGINT and (self.received == signal.SIGINT or not self._training):
+            # Ctrl-C twice, or outside the training loop (sanity check, test): stop now; the checkpoints written so
+            # far stay. Not KeyboardInterrupt, which Lightning would turn into exit(1).
+            self.received = signal.SIGINT
+            raise StopForSignal("Ctrl-C")
         if self.received is None:
             self.received = signum
             launcher = getattr(self._trainer.strategy, "launcher", None) if self._trainer is not None else None
@@ -128,7 +152,7 @@ class Preemption(pl.Callback):
             raise StopForSignal  # not trainer.should_stop: Lightning would run a validation first
 
     def __getstate__(self) -> dict:  # trainer=ddp_spawn pickles the callbacks: handlers and trainer stay here
-        return {**self.__dict__, "before": {}, "_trainer": None}
+        return {**self.__dict__, "before": {}, "_trainer": None, "_training": False}
 
     def signal_name(self) -> str:
         return signal.Signals(self.received).name
@@ -136,7 +160,7 @@ class Preemption(pl.Callback):
     def pass_on(self) -> None:
         """The handler installed before the job (submitit: checkpoint and requeue), then exit with 128 + N."""
         before = self.before.get(self.received)
-        if callable(before):
+        if callable(before) and before is not signal.default_int_handler:  # that one would raise KeyboardInterrupt
             before(self.received, None)
         raise Interrupted(128 + self.received)
 

@@ -110,20 +110,22 @@ def check_group_options(args: list[str]) -> None:
                 raise ConfigError(f"{override.key_or_group}={name} is not an option; valid: {', '.join(valid)}")
 
 
-def check_output_dir(args: list[str]) -> None:
+def check_output_dir(args: list[str]) -> Path | None:
     """The run folder (sweep folder under -m) can be created: Hydra makes it before anything of ours runs, and a path
-    under a file or in a read-only folder would end in its traceback."""
+    under a file or in a read-only folder would end in its traceback. Returns the folder when the command line names
+    it (None for an interpolation, known only once composed)."""
     key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
     given = [a.split("=", 1)[1].strip("'\"") for a in args if a.split("=", 1)[0] == key]
     value = given[-1] if given else ("multirun" if key == "hydra.sweep.dir" else "outputs")
     if "${" in value:
-        return  # an interpolation: known only once composed
+        return None  # an interpolation: known only once composed
     path = Path(value).expanduser().absolute()
     existing = next(p for p in [path, *path.parents] if p.exists())
     if not existing.is_dir():
         raise ConfigError(f"{key}={value} cannot be a folder: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={value} cannot be written: {existing} is read-only for this user")
+    return path
 
 
 def check_positive(where: str, value: float | int | None, allow_zero: bool = False, allow_none: bool = False) -> None:
@@ -238,14 +240,25 @@ def check_values(cfg: DictConfig) -> Any:
     return build_datamodule(cfg)
 
 
-def check_job(cfg: DictConfig) -> None:
+def check_job(cfg: DictConfig) -> Any:
     """What training refuses before it starts, short of reading data: for a sweep to check all its jobs up front.
-    The network is built on the meta device (shapes only, no memory): a fraction of a second even for a ResNet-1202."""
+    The network is built on the meta device (shapes only, no memory): a fraction of a second even for a ResNet-1202.
+    Returns the data module (nothing read yet)."""
     import torch
 
     datamodule = check_values(cfg)
     with torch.device("meta"):
         build_net(cfg, datamodule)
+    return datamodule
+
+
+def check_data(datamodule: Any) -> None:
+    """The data set is there and readable (downloaded first where that is allowed); ConfigError naming what is
+    missing or damaged and where it looked."""
+    try:
+        datamodule.check()
+    except (FileNotFoundError, ValueError) as err:  # missing, or there but damaged (CorruptDataError names the file)
+        raise ConfigError(str(err)) from None
 
 
 def refuse(message: str) -> None:
@@ -254,33 +267,51 @@ def refuse(message: str) -> None:
     sys.exit(2)
 
 
+SWEEP: dict[str, str] = {}  # the sweep folder of the sweep this process runs (cli.py's closing line reads it)
+
+
 class SweepCheck(Callback):
-    """Hydra calls `on_multirun_start` with the sweep's composed config before its sweeper starts. Under Hydra's basic
-    sweeper every job is composed and checked (`check_job`) then: a bad value in the last job (`depth=20,35`) would
-    otherwise fail after the others trained, in a traceback at the end of the sweep. The jobs are the basic sweeper's
-    own split of the overrides Hydra parsed (`hydra.overrides.task` and `hydra.sweeper.params`). Other sweepers (Optuna
-    samples its values; the grids sweeper's `+sweep=` files are tested) are left to their jobs, and so is anything
-    this check cannot compose (the job then reports it itself)."""
+    """Hydra calls `on_multirun_start` with the sweep's composed config before its sweeper starts; the sweep is refused
+    there in one line, before any job, when a job cannot run. Under Hydra's basic sweeper every job is composed and
+    checked (`check_job`) with its data set (`check_data`, once per data set): a bad value in the last job
+    (`depth=20,35`) or a missing CIFAR-10 would otherwise fail job after job. The jobs are the basic sweeper's own
+    split of the overrides Hydra parsed (`hydra.overrides.task` and `hydra.sweeper.params`). Under another sweeper
+    (Optuna samples its values; the grids sweeper's `+sweep=` files are tested) the command line's own overrides are
+    checked the same way, the data set only when no sweep parameter chooses it. Anything this check cannot compose is
+    left to the jobs, which report it themselves."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
-            return
         from hydra import compose
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-        params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-        task = [*params, *OmegaConf.to_container(config.hydra.overrides.task)]
+        basic = str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
+        params = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
+        task = [*(f"{k}={v}" for k, v in params.items() if basic), *OmegaConf.to_container(config.hydra.overrides.task)]
         try:
             parsed = OverridesParser.create().parse_overrides(task)
-            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+            if basic:
+                jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+            else:
+                jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]
         except (HydraException, ValueError):
             return  # Hydra reports a bad sweep itself
-        if len(jobs) < 2:
-            return  # one job checks itself before training
+        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+        if basic and len(jobs) > 1 and "${" not in str(subdir):
+            refuse(f"hydra.sweep.subdir={subdir} is one folder for all {len(jobs)} jobs of the sweep: each needs its "
+                   "own (the default is ${hydra.job.num}); no job was started")
+        chooses_data = any(k.split(".")[0].split("/")[0] == "data" for k in params)
+        checked: set[str] = set()
         for number, job in enumerate(jobs):
+            where = f"job {number} of the sweep ({' '.join(job) or 'defaults'})" if basic else "the sweep"
             try:
-                check_job(compose(kwargs.get("config_name") or "config", overrides=list(job)))
+                cfg = compose(kwargs.get("config_name") or "config", overrides=job)
+                datamodule = check_job(cfg)
+                data = repr(sorted((k, v) for k, v in to_container(cfg.data).items() if k not in ("seed",)))
+                if (basic or not chooses_data) and data not in checked:
+                    checked.add(data)
+                    check_data(datamodule)
             except ConfigError as err:
-                refuse(f"job {number} of the sweep ({' '.join(job)}): {err}; no job was started")
+                refuse(f"{where}: {str(err).rstrip('.')}; no job was started")
             except (HydraException, ValueError, KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError):
-                return  # not composable here (an interpolation of the hydra node, a glob): the jobs report it
+                break  # not composable here (an interpolation of the hydra node, a glob): the jobs report it
+        SWEEP["dir"] = str(config.hydra.sweep.dir)  # checked: the sweep starts, and ends with its closing line

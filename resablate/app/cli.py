@@ -1,13 +1,22 @@
 """`python -m resablate [overrides] [-m]`: parse, run Hydra, and turn errors into one line and an exit status.
 
 Exit status of one run: 0 completed (or already done), 1 an error Hydra reports (a value of the wrong type, a bad sweep
-grammar), 2 bad input or a run folder another live job holds, 3 diverged, 128 + N stopped by signal N after saving a
-checkpoint (143: SIGTERM). Under -m a diverged job does not stop the sweep (see train.py).
+grammar) or a crash, 2 bad input or a run folder of another job (or held by another live job), 3 diverged, 128 + N
+stopped by signal N after saving a checkpoint (130: Ctrl-C, 143: SIGTERM).
+
+A sweep (-m) checks what it can of every job first (checks.SweepCheck: a bad value, a missing data set: one line, exit
+2, no job started). Then a job that fails, is refused or diverges does not stop the others: each says so in one line,
+and the sweep ends with one line counting its jobs by how they ended and exits with the worst: 1 if any failed, else 2
+if any was refused, else 3 if any diverged, else 0 (completed, pruned, already done, or left to another live worker).
+A signal stops the sweep with 128 + N, after the same line.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import hydra
@@ -19,11 +28,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from resablate.app import checks, naming, schema
-from resablate.builder import ConfigError
-from resablate.records import RunFolder, RunFolderBusy
+from resablate.builder import ConfigError, to_container
+from resablate.records import RunFolder, RunFolderBusy, read_outcomes, write_outcome
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 SWEEPER_PARAMS = "hydra.sweeper.params."
+TOKEN_ENV = "RESABLATE_SWEEP_RUN"  # names this run of a sweep: its jobs' outcomes are collected under it
+EXIT_CODES = {"failed": 1, "refused": 2, "diverged": 3, "already diverged": 3}  # the worst wins; others are 0
+ORDER = ("completed", "already completed", "pruned", "already pruned", "skipped", "diverged", "already diverged",
+         "refused", "failed", "interrupted")
+EXISTED: dict[str, list[str]] = {}  # run folder given by hydra.run.dir -> what of it was there before Hydra ran
 
 schema.register()  # before Hydra composes: conf/config.yaml starts from the schema and names folders by resolvers
 naming.register()
@@ -33,17 +47,74 @@ naming.register()
 def main(cfg: DictConfig):
     from resablate.app.train import train  # torch and Lightning: only once Hydra has a job to run
 
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg, train)
     run = RunFolder(HydraConfig.get().runtime.output_dir)
     try:
-        value = train(cfg)
+        value, status = train(cfg)
     except (ConfigError, RunFolderBusy) as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweeper records the failed job and goes on
-        run.remove_if_only_hydra_files()
+        run.remove_if_only_hydra_files(existed=EXISTED.get(str(run.path.absolute()), ()))
         checks.refuse(str(err))
-    if HydraConfig.get().mode == RunMode.RUN and (run.summary() or {}).get("status") == "diverged":
+    if status in ("diverged", "already diverged"):
         sys.exit(3)  # the summary and the console line say where; a script or a scheduler sees it failed
     return value
+
+
+def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
+    """One job of a sweep: its outcome recorded for the sweep's closing line. A failure is one line here and NaN to
+    the sweeper, so that the others go on; a job of the Optuna sweeper raises, which records the failure with its
+    reason (and a pruned job always raises: that is how a sweeper learns it)."""
+    from resablate.app import pruning
+
+    hc = HydraConfig.get()
+    number, overrides = hc.job.num, " ".join(hc.overrides.task) or "defaults"
+    outcome: dict = {"number": number, "overrides": overrides, "run_dir": hc.runtime.output_dir}
+    try:
+        value, outcome["status"] = train(cfg)
+        return value
+    except (ConfigError, RunFolderBusy) as err:
+        outcome.update(status="refused", error=str(err))
+        failure: BaseException = err
+    except Exception as err:
+        if pruning.is_pruned(err):
+            outcome["status"] = "pruned"
+            raise
+        outcome.update(status="failed", error=f"{type(err).__name__}: {err}".strip().splitlines()[0])
+        failure = err
+    except BaseException as err:  # a signal (Interrupted) or Ctrl-C: the sweep stops
+        outcome.update(status="interrupted", error=type(err).__name__)
+        raise
+    finally:
+        token = os.environ.get(TOKEN_ENV)
+        if token and outcome.get("status"):
+            write_outcome(hc.sweep.dir, token, number, outcome)
+    print(f"[resablate] job {number} ({overrides}): {outcome['status']}: {outcome['error']}", file=sys.stderr,
+          flush=True)
+    if pruning.current_trial() is not None:
+        raise failure
+    objective = to_container(cfg.objective)
+    return float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)
+
+
+def _close_sweep(token: str, code: int) -> int:
+    """The sweep's closing line (its jobs counted by how they ended, the first failures named) and its exit status."""
+    sweep_dir = checks.SWEEP.get("dir")
+    if sweep_dir is None:
+        return code  # refused before it started, or not ours to count
+    outcomes = read_outcomes(sweep_dir, token)
+    counts = Counter(o.get("status", "failed") for o in outcomes)
+    worst = max((EXIT_CODES.get(status, 0) for status in counts), default=0, key=lambda c: (c == 1, c == 2, c))
+    if code == 0:
+        code = worst
+    parts = [f"{counts[s]} {s}" for s in (*ORDER, *sorted(set(counts) - set(ORDER))) if counts[s]]
+    bad = [o for o in outcomes if o.get("error") and o.get("status") in ("failed", "refused")]
+    named = "; ".join(f"job {o['number']} ({o['overrides']}): {o['error']}" for o in bad[:3])
+    more = f"; {len(bad) - 3} more" if len(bad) > 3 else ""
+    total = f"{len(outcomes)} job{'s' if len(outcomes) != 1 else ''}"
+    line = (f"[resablate] sweep {sweep_dir}: {total}: {', '.join(parts) or 'none ran'}"
+            f"{' (' + named + more + ')' if named else ''}; exit {code}")
+    print(line, file=sys.stderr if code else sys.stdout, flush=True)
+    return code
 
 
 def sweeper_params(args: list[str]) -> list[str]:
@@ -72,12 +143,31 @@ def sweeper_params(args: list[str]) -> list[str]:
 
 def cli() -> None:
     """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
-    line naming the value; then the Hydra app runs."""
+    line naming the value; then the Hydra app runs, and a sweep ends with its closing line."""
     sys.argv[1:] = sweeper_params(sys.argv[1:])
     try:
         checks.check_override_keys(sys.argv[1:])
         checks.check_group_options(sys.argv[1:])
-        checks.check_output_dir(sys.argv[1:])
+        run_dir = checks.check_output_dir(sys.argv[1:])
     except ConfigError as err:
         checks.refuse(str(err))
-    main()
+    EXISTED.clear()
+    checks.SWEEP.clear()
+    if not {"-m", "--multirun"} & set(sys.argv[1:]):
+        EXISTED[str(run_dir)] = RunFolder(run_dir).existing()
+        main()
+        return
+    token = f"{os.getpid()}-{time.time_ns()}"
+    # Every job sees it, whichever launcher runs it; among the overrides (argparse takes them in one run of words).
+    first = next((i for i, a in enumerate(sys.argv[1:], 1) if "=" in a and not a.startswith("-")), len(sys.argv))
+    sys.argv.insert(first, f"++hydra.job.env_set.{TOKEN_ENV}={token}")
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        code = _close_sweep(token, code)
+    sys.exit(code)

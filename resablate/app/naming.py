@@ -1,28 +1,80 @@
 """Run and sweep folder names: named after the job's overrides, so that the same command finds the same folder. That is
 how `resume=auto` continues a killed job and how re-running a sweep completes only what is missing.
+
+A name can be shared by two jobs (`data.root=x/a/b` and `data.root=x/a_b`, a constant `hydra.sweep.subdir`, a
+`hydra.run.dir` given by hand), so a folder also records whose it is: `identity(cfg)`, a digest of the composed config
+that defines the run. A job finding another identity in its folder is refused (resablate/app/train.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from typing import Any
 
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
 NOT_IN_SWEEP_NAME = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.max_batch_size")  # how, not what
 MAX_NAME = 120
+# Keys that say how a run is done or reported, not what it computes: changing them keeps the run (and its checkpoint).
+NOT_IN_IDENTITY = ("resume", "objective", "compile", "channels_last", "logger", "trainer.threads",
+                   "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.progress_bar",
+                   "data.download")
 
 
-def name_from_overrides(overrides: list[str] | ListConfig) -> str:
-    """A folder name from overrides: sorted, joined by ',', '/' made safe; long names end in a hash of the whole."""
-    items = sorted(str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME)
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def identity(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    """(digest, defining config): the config of the run (interpolations resolved, flattened to dotted keys) less the
+    keys of NOT_IN_IDENTITY, and the sha256 of its canonical JSON."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    defining = {k: v for k, v in sorted(flat.items())
+                if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+    text = json.dumps(defining, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest(), defining
+
+
+def differences(theirs: dict[str, Any], ours: dict[str, Any], limit: int = 3) -> str:
+    """`key=theirs there, ours here` for the first keys that differ, e.g. `depth=20 there, 56 here`."""
+    keys = [k for k in sorted(set(theirs) | set(ours)) if theirs.get(k, "<unset>") != ours.get(k, "<unset>")]
+    shown = [f"{k}={theirs.get(k, '<unset>')} there, {ours.get(k, '<unset>')} here" for k in keys[:limit]]
+    more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
+    return "; ".join(shown) + more if shown else "the same keys, another version of resablate"
+
+
+def name_from_overrides(overrides: list[str] | ListConfig, sweeps_in_order: bool = False) -> str:
+    """A folder name from overrides: sorted, joined by ',', '/' made safe; long names end in a hash of the whole.
+
+    With `sweeps_in_order` (a sweep folder) the sweep lists keep their order, after the rest: Hydra numbers the jobs
+    in that order, so `seed=1,2 depth=20,56` and `depth=20,56 seed=1,2` (or `seed=2,1`) number them differently and
+    must not share job folders."""
+    kept = [str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME]
+    sweeps = [o for o in kept if sweeps_in_order and _is_sweep(o)]
+    items = [*sorted(o for o in kept if o not in sweeps), *sweeps]
     if not items:
         return "default"
     name = re.sub(r"[/\\\s]+", "_", ",".join(items)).replace("'", "").replace('"', "")
     if len(name) > MAX_NAME:
         name = name[: MAX_NAME - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
     return name
+
+
+def _is_sweep(line: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides([line])[0].is_sweep_override()
+    except Exception:  # Hydra reports a bad override itself
+        return False
 
 
 def _hydra_overrides() -> tuple[list[str], list[str]]:
@@ -74,7 +126,7 @@ def _sweep_name() -> str:
     ]
     artifact = [o.split("=", 1)[1] for o in task if o.lstrip("+").split("=", 1)[0] == SWEEP_GROUP]
     rest = [o for o in task if o.lstrip("+").split("=", 1)[0] != SWEEP_GROUP]
-    name = name_from_overrides([*rest, *sweeper])
+    name = name_from_overrides([*rest, *sweeper], sweeps_in_order=True)
     if artifact:
         return artifact[-1] if name == "default" else f"{artifact[-1]}/{name}"
     return name

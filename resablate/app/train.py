@@ -31,9 +31,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from resablate.app import pruning
+from resablate.app import naming, pruning
 from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, progress_bar
-from resablate.app.checks import check_values, effective_max_steps
+from resablate.app.checks import check_data, check_values, effective_max_steps
 from resablate.app.distributed import (
     cluster_plugins,
     end_job,
@@ -46,7 +46,6 @@ from resablate.app.distributed import (
 )
 from resablate.app.hardware import SIDE_BY_SIDE_ENV, Decisions, apply_threads, decide, usable_cores
 from resablate.app.module import ResNetModule
-from resablate.app.naming import SWEEP_GROUP
 from resablate.app.tracking import wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, to_container
@@ -81,10 +80,7 @@ def prepare(cfg: DictConfig) -> Job:
     datamodule = check_values(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
     net = build_net(cfg, datamodule)
-    try:
-        datamodule.check()
-    except (FileNotFoundError, ValueError) as err:  # missing, or there but damaged (CorruptDataError names the file)
-        raise ConfigError(str(err)) from None
+    check_data(datamodule)
     run = RunFolder(run_dir)
     try:
         run.check_writable()
@@ -100,7 +96,9 @@ def prepare(cfg: DictConfig) -> Job:
                _jobs_side_by_side(), started)
 
 
-def train(cfg: DictConfig) -> float | list[float]:
+def train(cfg: DictConfig) -> tuple[float | list[float], str]:
+    """(what the job returns to a sweeper, how it ended): completed, diverged, `already <status>` (nothing to do),
+    skipped (another live worker holds it); a pruned job raises optuna.TrialPruned, an interrupted one Interrupted."""
     job = prepare(cfg)
     run = job.run
     with ExitStack() as held:
@@ -110,22 +108,23 @@ def train(cfg: DictConfig) -> float | list[float]:
             except RunFolderBusy as err:
                 return _busy(cfg, err)
             run.remove_partial_writes()
-        previous = run.summary()  # read under the lock: a job that just finished the folder is seen as finished
+            _claim(job)
+        previous = run.summary(set_aside=True)  # under the lock: a job that just finished the folder is seen finished
         if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
             print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
             if previous["status"] == "pruned":
                 raise pruning.pruned(previous.get("pruned_at"))
-            return objective_value(cfg, previous)
+            return objective_value(cfg, previous), f"already {previous['status']}"
         if spawns_ranks(str(cfg.trainer.strategy)):  # trainer=ddp_spawn: the ranks it starts train, it waits
             spawn_ranks(_spawned_rank, cfg, cfg.trainer.devices, previous)
             summary = run.summary() or {"status": "failed"}
             if summary["status"] == "pruned":
                 raise pruning.pruned(summary.get("pruned_at"))
-            return objective_value(cfg, summary)
+            return objective_value(cfg, summary), summary["status"]
         return fit(job, previous)
 
 
-def fit(job: Job, previous: dict | None) -> float | list[float]:
+def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     """Train, test and write summary.json, whatever ends the run; this process is one rank of the job (or all of it)."""
     cfg, run, dm = job.cfg, job.run, job.datamodule
     main = is_main_process()
@@ -184,13 +183,45 @@ def fit(job: Job, previous: dict | None) -> float | list[float]:
         summary["error"] = f"{type(err).__name__}: {err}"
         raise
     finally:
+        preemption.restore()
         _finish(job, trainer, module, stopwatch, summary, status, time.perf_counter() - start, previous, wandb)
         end_job(trainer, launched_ranks, failed=status == "failed")
     if status == "pruned" and trainer.global_rank == 0:  # the job's answer to the sweeper; other ranks end quietly
         raise pruning.pruned(summary["pruned_at"])
     if status == "interrupted":
         preemption.pass_on()
-    return objective_value(cfg, summary)
+    return objective_value(cfg, summary), status
+
+
+def _claim(job: Job) -> None:
+    """The run folder is this job's, or becomes it: a folder holding another job (by identity.json, or for a folder
+    from before identity records, by the overrides in its summary) is refused with both named, and Hydra's rewrite of
+    its .hydra/ files undone; nothing of it is skipped, resumed or overwritten."""
+    run = job.run
+    digest, defining = naming.identity(job.cfg)
+    held = run.identity()
+    if held is not None and held["digest"] == digest:
+        return
+    if held is None and not run.has_results():
+        run.claim(digest, job.overrides, defining)
+        return
+    if held is None:
+        try:
+            before = run.summary()
+        except ValueError:
+            before = None
+        if before is not None and sorted(str(before.get("overrides", "")).split()) == sorted(job.overrides):
+            run.claim(digest, job.overrides, defining)  # the same job, recorded before folders had identities
+            return
+        theirs = f"({before.get('overrides') or 'defaults'})" if before else "(no identity.json: unknown)"
+        what = f"results of another job {theirs}"
+    else:
+        run.restore_hydra_files(held)
+        what = (f"another job ({' '.join(held.get('overrides') or []) or 'defaults'}; "
+                f"{naming.differences(held.get('config') or {}, defining)})")
+    raise ConfigError(f"run folder {run.path} holds {what}, not this job ({' '.join(job.overrides) or 'defaults'}): "
+                      "nothing there was skipped, resumed or changed; give this job another folder (hydra.run.dir, "
+                      "hydra.sweep.dir or hydra.sweep.subdir) or move that one away")
 
 
 def _spawned_rank(cfg: DictConfig, previous: dict | None) -> None:
@@ -202,7 +233,7 @@ def _spawned_rank(cfg: DictConfig, previous: dict | None) -> None:
             raise  # a pruned verdict is in summary.json; the spawning process raises it
 
 
-def _busy(cfg: DictConfig, err: RunFolderBusy) -> float | list[float]:
+def _busy(cfg: DictConfig, err: RunFolderBusy) -> tuple[float | list[float], str]:
     """Two identical sweeps started together share their jobs: the job another live worker holds is skipped here
     (that worker finishes it, and a later re-run finds it done). A single run, or an Optuna trial, fails instead."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -210,7 +241,7 @@ def _busy(cfg: DictConfig, err: RunFolderBusy) -> float | list[float]:
         raise err
     print(f"[resablate] {err}: skipped here, that job finishes it", flush=True)
     objective = to_container(cfg.objective)
-    return float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)
+    return (float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)), "skipped"
 
 
 def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
@@ -218,7 +249,7 @@ def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
         hc = HydraConfig.get()
         group = None
         if hc.mode == RunMode.MULTIRUN:
-            group = _sweep_group(Path(hc.sweep.dir), hc.runtime.choices.get(SWEEP_GROUP))
+            group = _sweep_group(Path(hc.sweep.dir), hc.runtime.choices.get(naming.SWEEP_GROUP))
         return Path(hc.runtime.output_dir), list(hc.overrides.task), group
     return Path(cfg.get("run_dir") or "outputs/notebook"), [], None
 

@@ -17,6 +17,7 @@ only evaluate the single view of the original 32x32 image"; the schedule is chos
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,6 +44,22 @@ def download_failed(url: str, err: BaseException) -> str:
     refused, a bad checksum), in place of the advice to download it."""
     reason = str(getattr(err, "reason", None) or err).strip() or type(err).__name__
     return f"The download from {url} failed ({reason}): put the files there by hand, or point data.root at a copy."
+
+
+@contextmanager
+def downloading_into(folder: Path):
+    """A download that fails leaves no folder behind that it made: the empty ones it created are removed, deepest
+    first (a folder that was there before, or holds anything, stays)."""
+    new = [p for p in [folder, *folder.parents] if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for made in new:
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        raise
 
 
 class Split(NamedTuple):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, Split, download_failed
+from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, Split, download_failed, downloading_into
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -126,7 +126,8 @@ class CIFAR10Data(InMemoryData):
             from torchvision.datasets.utils import download_and_extract_archive
 
             try:
-                download_and_extract_archive(self.url, str(self.path), filename=ARCHIVE, md5=ARCHIVE_MD5)
+                with downloading_into(self.path):
+                    download_and_extract_archive(self.url, str(self.path), filename=ARCHIVE, md5=ARCHIVE_MD5)
             except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), refused, or a bad checksum
                 raise FileNotFoundError(self._missing(download_failed(self.url, err))) from None
             source = self._source()

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resablate.data.base import DATASETS, CorruptDataError, InMemoryData, Split, download_failed, split_sizes
+from resablate.data.base import (
+    DATASETS,
+    CorruptDataError,
+    InMemoryData,
+    Split,
+    download_failed,
+    downloading_into,
+    split_sizes,
+)
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 RAW = Path("FashionMNIST", "raw")
@@ -117,7 +125,8 @@ class FashionMNISTData(InMemoryData):
         folder = self._folder()
         if folder is None and self.download:
             try:
-                self._download()
+                with downloading_into(self.download_dir):
+                    self._download()
             except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), refused, or a bad checksum
                 raise FileNotFoundError(self._missing(download_failed(self.mirror, err))) from None
             folder = self._folder()

@@ -33,12 +33,13 @@ def test_a_diverged_run_stops_at_once_says_where_and_exits_3(in_process, tmp_pat
     assert code == 3 and "already diverged, nothing to do" in out
 
 
-def test_the_basic_sweeper_goes_on_after_a_diverged_job(in_process, tmp_path):
+def test_the_basic_sweeper_goes_on_after_a_diverged_job_and_exits_3(in_process, tmp_path):
     sweep = tmp_path / "sweep"
     code, out, err = in_process(["-m", *RUN, "recipe.lr=1e6,0.05", f"hydra.sweep.dir={sweep}"])
-    assert code == 0, err[-3000:]
+    assert code == 3, err[-3000:]
     statuses = [json.loads((sweep / str(job) / "summary.json").read_text())["status"] for job in (0, 1)]
     assert statuses == ["diverged", "completed"]
+    assert err.strip().splitlines()[-1] == f"[resablate] sweep {sweep}: 2 jobs: 1 completed, 1 diverged; exit 3"
     assert "Traceback" not in out + err
 
 
@@ -46,7 +47,8 @@ def test_the_optuna_sweeper_tells_fail_and_goes_on(in_process, tmp_path):
     sweep = tmp_path / "sweep"
     code, out, err = in_process(["-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=3",
                                  *RUN, "recipe.lr=1e6,1e8,0.05", f"hydra.sweep.dir={sweep}"])
-    assert code == 0, out[-3000:] + err[-3000:]
+    assert code == 3, out[-3000:] + err[-3000:]  # the search went on; its exit status says trials diverged
+    assert err.strip().splitlines()[-1] == f"[resablate] sweep {sweep}: 3 jobs: 1 completed, 2 diverged; exit 3"
     storage = f"sqlite:///{sweep / 'optuna.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
