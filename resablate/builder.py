@@ -10,6 +10,7 @@ valid ones. The network's keys go to `resablate.models.build_network`; nothing h
 from __future__ import annotations
 
 import inspect
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,33 @@ def enum_name(value: Any) -> Any:
 
 
 def check_options(where: str, options: dict, target: Any, skip: tuple[str, ...] = ()) -> None:
-    """Every key of `options` must be a constructor argument of `target`."""
-    accepted = [p for p in inspect.signature(target).parameters if p not in ("self", *skip)]
+    """Every key of `options` must be a constructor argument of `target`, and of its annotated type where that is a
+    bool, int or float: these nodes are free-form in the schema, so `data.augment=no` arrives as the string 'no'
+    (truthy) and `gate_bias=nan` as a float that passes every comparison."""
+    parameters = inspect.signature(target).parameters
+    accepted = [p for p in parameters if p not in ("self", *skip)]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"{where} has no key {', '.join(map(repr, unknown))}; valid keys: {', '.join(accepted)}")
+    for key, value in options.items():
+        _check_type(f"{where.split('=')[0]}.{key}", value, str(parameters[key].annotation))
+
+
+def _check_type(key: str, value: Any, annotation: str) -> None:
+    kinds = {part.strip() for part in annotation.replace("Optional[", "").rstrip("]").split("|")}
+    if value is None:
+        if kinds & {"bool", "int", "float"} and "None" not in kinds:
+            raise ConfigError(f"{key}=null is not valid; it needs a {' or '.join(sorted(kinds))}")
+        return
+    if "bool" in kinds and not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not valid; valid: true, false")
+    if "int" in kinds and "float" not in kinds and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key}={value!r} is not valid; it must be a whole number")
+    if "float" in kinds:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}={value!r} is not valid; it must be a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={value} must be a finite number")
 
 
 def data_class(cfg: DictConfig) -> type:

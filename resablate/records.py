@@ -52,10 +52,14 @@ class RunFolderBusy(RuntimeError):
 def atomic_write_text(path: Path, text: str) -> None:
     """Write then rename: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk, a kill: no half-written temporary is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -231,28 +235,31 @@ class RunFolder:
         probe.write_text("")
         probe.unlink()
 
-    def remove_if_only_hydra_files(self, existed: Iterable[str] = ()) -> bool:
-        """A job refused before training leaves no run folder behind: Hydra made one, with its .hydra/ and log, before
-        the job ran. Only what Hydra made is removed: `existed` names what was there before the job (".": the folder
-        itself, as with `hydra.run.dir=.`; ".hydra", "resablate.log"), which stays. True when the folder held nothing
-        else."""
-        existed = set(existed)
-        if not self.path.is_dir() or not {p.name for p in self.path.iterdir()} <= {".hydra", "resablate.log"}:
-            return False
-        hydra = self.path / ".hydra"
-        if ".hydra" not in existed and hydra.is_dir() and {p.name for p in hydra.iterdir()} <= set(HYDRA_FILES):
+    def remove_hydra_files(self, existed: Iterable[Path] = ()) -> bool:
+        """A job refused before training leaves nothing of its own behind: Hydra made the run folder (and the folders
+        above it), its .hydra/ and its log before the job ran. Only what was not there before goes: `existed` holds
+        the absolute paths that were (`existing()`, taken before Hydra ran); the current folder, anything else in
+        the folder, and a folder that still holds anything stay. True when the run folder itself was removed."""
+        existed = {Path(p) for p in existed}
+        folder = self.path.absolute()
+        if not folder.is_dir() or (folder / IDENTITY).exists() or self.has_results():
+            return False  # another job's folder: its .hydra/ is its own (put back by restore_hydra_files)
+        hydra = folder / ".hydra"
+        if hydra not in existed and hydra.is_dir() and {p.name for p in hydra.iterdir()} <= set(HYDRA_FILES):
             shutil.rmtree(hydra)
-        if "resablate.log" not in existed:
-            (self.path / "resablate.log").unlink(missing_ok=True)
-        if "." not in existed and not any(self.path.iterdir()) and self.path.resolve() != Path.cwd().resolve():
-            self.path.rmdir()
-        return True
+        if folder / "resablate.log" not in existed:
+            (folder / "resablate.log").unlink(missing_ok=True)
+        cwd = Path.cwd().absolute()
+        for made in (folder, *folder.parents):
+            if made in existed or made == cwd or any(made.iterdir()):
+                break
+            made.rmdir()
+        return not folder.exists()
 
-    def existing(self) -> list[str]:
-        """What of this folder exists now, in the names `remove_if_only_hydra_files(existed=...)` takes."""
-        if not self.path.is_dir():
-            return []
-        return [".", *(name for name in (".hydra", "resablate.log") if (self.path / name).exists())]
+    def existing(self) -> set[Path]:
+        """What of this folder, and of the folders above it, exists now (for `remove_hydra_files`)."""
+        folder = self.path.absolute()
+        return {p for p in (folder / ".hydra", folder / "resablate.log", folder, *folder.parents) if p.exists()}
 
 
 OUTCOMES = ".outcomes"
@@ -289,7 +296,11 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(checkpoint, tmp)
+    try:
+        torch.save(checkpoint, tmp)
+    except BaseException:  # a full disk: the previous checkpoints stay whole, and no partial file is left
+        tmp.unlink(missing_ok=True)
+        raise
     if path.name == LAST and path.exists():
         # A second name for the old file, not a move: last.ckpt exists at every instant, whenever a kill lands.
         keep = path.with_name(f".{PREVIOUS}.tmp{os.getpid()}")
@@ -314,11 +325,15 @@ def write_metrics(run_dir: str | os.PathLike, rows: dict[int, dict[str, Any]]) -
     columns = ["step", "epoch"] + sorted({k for r in rows.values() for k in r} - {"step", "epoch"})
     tmp = file.with_name(f".{file.name}.tmp{os.getpid()}")
     file.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for step in sorted(rows):
-            writer.writerow(rows[step])
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for step in sorted(rows):
+                writer.writerow(rows[step])
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, file)
 
 

@@ -26,6 +26,7 @@ from resablate.app.schema import ResablateConfig, TrainerConfig
 from resablate.builder import ConfigError, build_datamodule, build_net, enum_name, optimizer_class, to_container
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+SWEEPS_DIR = CONF_DIR.parent / "sweeps"
 TRAINER_KEYS = tuple(f.name for f in dataclasses.fields(TrainerConfig))  # resablate's; any other is pl.Trainer's
 SET_BY_RESABLATE = ("max_steps", "max_epochs", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
                     "logger", "callbacks", "plugins", "enable_progress_bar", "enable_model_summary", "default_root_dir")
@@ -94,7 +95,9 @@ def check_override_keys(args: list[str]) -> None:
 def check_group_options(args: list[str]) -> None:
     """Every `group=option` of the command line (each value of a sweep `group=a,b` too) names a file of
     conf/<group>/; else one line naming the option and the valid ones (Hydra would add a dozen lines of search path)."""
-    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+    folders = {p.name: p for p in CONF_DIR.iterdir() if p.is_dir()}
+    folders["sweep"] = SWEEPS_DIR  # `+sweep=fig1`: the repository's sweeps/ (hydra_plugins/resablate_sweeps)
+    groups = sorted(folders)
     try:
         overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
     except HydraException:
@@ -104,7 +107,7 @@ def check_group_options(args: list[str]) -> None:
             continue
         value = override.value()
         names = value.list if isinstance(value, ChoiceSweep) else [value] if isinstance(value, str) else []
-        valid = sorted(p.stem for p in (CONF_DIR / override.key_or_group).glob("*.yaml"))
+        valid = sorted(p.stem for p in folders[override.key_or_group].glob("*.yaml"))
         for name in names:
             if isinstance(name, str) and name not in valid:
                 raise ConfigError(f"{override.key_or_group}={name} is not an option; valid: {', '.join(valid)}")
@@ -147,6 +150,9 @@ def check_recipe(recipe: DictConfig, max_steps: int | None) -> None:
     check_positive("trainer.max_steps", max_steps, allow_none=True)
     if not 0 <= recipe.momentum < 1:
         raise ConfigError(f"recipe.momentum={recipe.momentum} must be in [0, 1)")
+    if recipe.nesterov and recipe.momentum == 0 and str(to_container(recipe.optimizer)).lower() == "sgd":
+        raise ConfigError(f"recipe.nesterov=true needs recipe.momentum > 0 (it is {recipe.momentum}); set "
+                          "recipe.momentum or recipe.nesterov=false")
     milestones = list(recipe.milestones)
     if milestones != sorted(milestones) or any(m <= 0 or m >= recipe.max_steps for m in milestones):
         raise ConfigError(
@@ -177,6 +183,11 @@ def check_trainer(trainer: DictConfig) -> None:
     if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"trainer.threads={threads!r} is not valid; valid: auto, or a whole number >= 1")
     _check_accelerator(str(trainer.accelerator), int(trainer.devices))
+    from resablate.app.hardware import accelerator_kind
+
+    if str(trainer.precision) in ("16-mixed", "16", "16-true") and accelerator_kind(str(trainer.accelerator)) != "cuda":
+        raise ConfigError(f"trainer.precision={trainer.precision} needs a CUDA GPU (Lightning would run bf16 on a CPU "
+                          "instead, and the run would record 16); on this machine: auto, 32-true, bf16-mixed")
     extra_trainer_options(trainer)
     from pytorch_lightning.strategies import StrategyRegistry  # Lightning only where needed: a typo is refused at once
 
@@ -193,6 +204,11 @@ def _check_accelerator(accelerator: str, devices: int) -> None:
     valid = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
     if accelerator not in valid:
         raise ConfigError(f"trainer.accelerator={accelerator!r} is not valid; valid: {', '.join(valid)}")
+    here = [name for name in sorted(AcceleratorRegistry.available_accelerators())
+            if AcceleratorRegistry[name]["accelerator"].is_available()]
+    if accelerator in AcceleratorRegistry.available_accelerators() and accelerator not in here:
+        raise ConfigError(f"trainer.accelerator={accelerator}, but this machine has no {accelerator.upper()}; "
+                          f"available here: auto, {', '.join(here)}")
     if accelerator in ("gpu", "cuda"):
         found = torch.cuda.device_count()
         if devices > found:
@@ -220,6 +236,18 @@ def check_channels_last(value: Any) -> None:
         raise ConfigError(f"channels_last={value!r} is not valid; valid: auto, true, false")
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed_everything's limit
+
+
+def check_ranks(cfg: DictConfig) -> None:
+    """The global batch divides over the ranks (each takes batch / ranks), as the paper's recipe is global."""
+    ranks = int(cfg.trainer.devices) * int(cfg.trainer.num_nodes)
+    if ranks > 1 and cfg.recipe.batch_size % ranks:
+        raise ConfigError(f"recipe.batch_size={cfg.recipe.batch_size} does not divide over trainer.devices="
+                          f"{cfg.trainer.devices} x trainer.num_nodes={cfg.trainer.num_nodes} = {ranks} ranks; use a "
+                          f"multiple of {ranks}")
+
+
 def effective_max_steps(cfg: DictConfig) -> int:
     return int(cfg.trainer.max_steps or cfg.recipe.max_steps)
 
@@ -230,9 +258,16 @@ def check_values(cfg: DictConfig) -> Any:
     missing = sorted(OmegaConf.missing_keys(cfg))  # `???` in conf/, e.g. data=imagenet's root
     if missing:
         raise ConfigError(f"{missing[0]} has no value and no default: set {missing[0]}=... on the command line")
+    deleted = [key for key in (f.name for f in dataclasses.fields(ResablateConfig)) if key not in cfg]
+    if deleted:  # `~depth`: the run cannot be defined without it
+        raise ConfigError(f"{deleted[0]} was deleted (~{deleted[0]}), but every run needs it: give it a value instead")
+    if isinstance(cfg.seed, bool) or not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed={cfg.seed} is not valid; valid: a whole number in [0, {MAX_SEED}] (Lightning would "
+                          "replace a seed outside it with a random one)")
     check_trainer(cfg.trainer)
     check_channels_last(cfg.channels_last)
     check_recipe(cfg.recipe, cfg.trainer.max_steps)
+    check_ranks(cfg)
     objective = to_container(cfg.objective)
     for key in [objective] if isinstance(objective, str) else objective:
         if key != "auto" and key not in OBJECTIVE_KEYS:
@@ -252,13 +287,26 @@ def check_job(cfg: DictConfig) -> Any:
     return datamodule
 
 
-def check_data(datamodule: Any) -> None:
-    """The data set is there and readable (downloaded first where that is allowed); ConfigError naming what is
-    missing or damaged and where it looked."""
+def check_data(datamodule: Any, contents: bool = False) -> None:
+    """The data set is there and readable (downloaded first where that is allowed), and with `contents` decoded whole
+    where it is held in memory (every byte and label checked, the batch against the training set); ConfigError
+    naming what is missing or damaged and where it looked."""
     try:
         datamodule.check()
+        if contents and hasattr(datamodule, "check_contents"):
+            datamodule.check_contents()
     except (FileNotFoundError, ValueError) as err:  # missing, or there but damaged (CorruptDataError names the file)
         raise ConfigError(str(err)) from None
+
+
+def check_directions(objective: Any, direction: Any) -> None:
+    """The Optuna sweeper's directions, one per value the job returns: found before a trial trains, not after."""
+    values = 1 if isinstance(objective, str) else len(objective)
+    directions = [direction] if isinstance(direction, str) else list(direction)
+    if values != len(directions):
+        raise ConfigError(f"objective={objective} gives {values} value{'s' if values > 1 else ''} per job, but "
+                          f"hydra.sweeper.direction={direction} names {len(directions)}: give one direction per "
+                          "objective (minimize or maximize)")
 
 
 def refuse(message: str) -> None:
@@ -306,6 +354,8 @@ class SweepCheck(Callback):
             try:
                 cfg = compose(kwargs.get("config_name") or "config", overrides=job)
                 datamodule = check_job(cfg)
+                if "direction" in config.hydra.sweeper:
+                    check_directions(to_container(cfg.objective), to_container(config.hydra.sweeper.direction))
                 data = repr(sorted((k, v) for k, v in to_container(cfg.data).items() if k not in ("seed",)))
                 if (basic or not chooses_data) and data not in checked:
                     checked.add(data)
@@ -314,4 +364,10 @@ class SweepCheck(Callback):
                 refuse(f"{where}: {str(err).rstrip('.')}; no job was started")
             except (HydraException, ValueError, KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError):
                 break  # not composable here (an interpolation of the hydra node, a glob): the jobs report it
+        from resablate.app.tracking import check_wandb  # pandas and torch: only once a sweep is about to start
+
+        try:
+            check_wandb(str(to_container(config.get("logger", {}).get("wandb", {}).get("mode", "auto"))))
+        except ConfigError as err:
+            refuse(f"the sweep: {err}; no job was started")
         SWEEP["dir"] = str(config.hydra.sweep.dir)  # checked: the sweep starts, and ends with its closing line

@@ -13,6 +13,7 @@ A signal stops the sweep with 128 + N, after the same line.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -37,7 +38,8 @@ TOKEN_ENV = "RESABLATE_SWEEP_RUN"  # names this run of a sweep: its jobs' outcom
 EXIT_CODES = {"failed": 1, "refused": 2, "diverged": 3, "already diverged": 3}  # the worst wins; others are 0
 ORDER = ("completed", "already completed", "pruned", "already pruned", "skipped", "diverged", "already diverged",
          "refused", "failed", "interrupted")
-EXISTED: dict[str, list[str]] = {}  # run folder given by hydra.run.dir -> what of it was there before Hydra ran
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)  # the disk, not the code: one line, exit 1
+EXISTED: set[Path] = set()  # what of the run folder (and the folders above it) was there before Hydra ran
 
 schema.register()  # before Hydra composes: conf/config.yaml starts from the schema and names folders by resolvers
 naming.register()
@@ -53,8 +55,17 @@ def main(cfg: DictConfig):
     try:
         value, status = train(cfg)
     except (ConfigError, RunFolderBusy) as err:
-        run.remove_if_only_hydra_files(existed=EXISTED.get(str(run.path.absolute()), ()))
+        run.remove_hydra_files(existed=EXISTED)
         checks.refuse(str(err))
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        last = run.last_checkpoint()
+        resume = (f"{last[0]} (step {last[1]}) is intact: the same command resumes from it" if last
+                  else "no checkpoint was written")
+        print(f"resablate: error: {err.strerror} ({err.filename or run.path}): the run stopped, status failed; "
+              f"{resume}", file=sys.stderr, flush=True)
+        sys.exit(1)
     if status in ("diverged", "already diverged"):
         sys.exit(3)  # the summary and the console line say where; a script or a scheduler sees it failed
     return value
@@ -154,7 +165,7 @@ def cli() -> None:
     EXISTED.clear()
     checks.SWEEP.clear()
     if not {"-m", "--multirun"} & set(sys.argv[1:]):
-        EXISTED[str(run_dir)] = RunFolder(run_dir).existing()
+        EXISTED.update(RunFolder(run_dir or Path("outputs", "<named once composed>")).existing())
         main()
         return
     token = f"{os.getpid()}-{time.time_ns()}"

@@ -112,6 +112,12 @@ def cluster_plugins(devices: int, num_nodes: int, strategy: str) -> list[Cluster
         return [LightningEnvironment()]
     executor = os.environ.get("SUBMITIT_EXECUTOR")
     if executor not in ("local", "slurm"):
+        if num_nodes > 1 and not _in_multinode_launch():
+            raise ConfigError(
+                f"trainer.num_nodes={num_nodes}, but nothing here starts the other nodes: no node would ever join and "
+                "the job would wait for them forever. Run it with hydra/launcher=slurm (or submitit_slurm), under "
+                "srun, or under torchrun --nnodes; on one machine use trainer.num_nodes=1"
+            )
         return []
     tasks = int(os.environ["SUBMITIT_LOCAL_NTASKS"] if executor == "local" else os.environ.get("SLURM_NTASKS", 1))
     if spawn:
@@ -133,6 +139,14 @@ def cluster_plugins(devices: int, num_nodes: int, strategy: str) -> list[Cluster
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
     return [SLURMEnvironment(auto_requeue=False)]
+
+
+def _in_multinode_launch() -> bool:
+    """A launcher that starts a process on every node is at work: SLURM's srun, torchrun, or the rank variables
+    of Lightning's own environment set by hand."""
+    env = os.environ
+    return ("SLURM_NTASKS" in env and "SLURM_PROCID" in env) or "TORCHELASTIC_RUN_ID" in env or (
+        "MASTER_ADDR" in env and "NODE_RANK" in env)
 
 
 def _rank_command(local_rank: int) -> tuple[Sequence[str], str]:

@@ -55,10 +55,13 @@ def name_from_overrides(overrides: list[str] | ListConfig, sweeps_in_order: bool
     """A folder name from overrides: sorted, joined by ',', '/' made safe; long names end in a hash of the whole.
 
     With `sweeps_in_order` (a sweep folder) the sweep lists keep their order, after the rest: Hydra numbers the jobs
-    in that order, so `seed=1,2 depth=20,56` and `depth=20,56 seed=1,2` (or `seed=2,1`) number them differently and
+    in that order (of each key's first place on the command line), so `seed=1,2 depth=20,56` and `depth=20,56 seed=1,2` (or `seed=2,1`) number them differently and
     must not share job folders."""
     kept = [str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME]
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in kept]
     sweeps = [o for o in kept if sweeps_in_order and _is_sweep(o)]
+    # Hydra's order: a key's first place on the command line (`depth=8 ... depth=8,14` sweeps depth there)
+    sweeps.sort(key=lambda o: keys.index(o.split("=", 1)[0].lstrip("+~")))
     items = [*sorted(o for o in kept if o not in sweeps), *sweeps]
     if not items:
         return "default"
@@ -126,7 +129,8 @@ def _sweep_name() -> str:
     ]
     artifact = [o.split("=", 1)[1] for o in task if o.lstrip("+").split("=", 1)[0] == SWEEP_GROUP]
     rest = [o for o in task if o.lstrip("+").split("=", 1)[0] != SWEEP_GROUP]
-    name = name_from_overrides([*rest, *sweeper], sweeps_in_order=True)
+    # `+sweep=` files run under the grids sweeper, whose job folders are named by their overrides, not numbered.
+    name = name_from_overrides([*rest, *sweeper], sweeps_in_order=not artifact)
     if artifact:
         return artifact[-1] if name == "default" else f"{artifact[-1]}/{name}"
     return name

@@ -10,14 +10,33 @@ from __future__ import annotations
 
 import netrc
 import os
+import socket
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pandas as pd
 from omegaconf import DictConfig
 
-from resablate.builder import enum_name, to_container
+from resablate.builder import ConfigError, to_container
 from resablate.records import RunFolder
+
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run")  # what wandb itself takes from WANDB_MODE
+PROBE_SECONDS = 3.0
+_REACHED: dict[str, str | None] = {}  # host:port -> None (reached) or why not, once per process
+
+
+def _server() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+
+
+def _has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return bool(netrc.netrc().authenticators(_server().split("//")[-1]))
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def wandb_mode(requested: str) -> str:
@@ -26,21 +45,62 @@ def wandb_mode(requested: str) -> str:
         return requested
     if os.environ.get("WANDB_MODE") in ("offline", "disabled", "online"):
         return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:
-        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]
-        if netrc.netrc().authenticators(host):
-            return "online"
-    except (FileNotFoundError, netrc.NetrcParseError):
-        pass
+    return "online" if _has_key() else "offline"
+
+
+def _unreachable(url: str) -> str | None:
+    """Why the W&B server cannot be reached (a TCP connection within PROBE_SECONDS), or None when it can."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or url, parsed.port or (80 if parsed.scheme == "http" else 443)
+    key = f"{host}:{port}"
+    if key not in _REACHED:
+        try:
+            socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+            _REACHED[key] = None
+        except OSError as err:
+            _REACHED[key] = f"{key}: {err.strerror or err}"
+    return _REACHED[key]
+
+
+def check_wandb(requested: str) -> str:
+    """The W&B mode this job will run in, decided within seconds before anything trains. Where wandb itself would
+    hang (a key but no network: about 90 s, then a traceback) or crash (WANDB_MODE=bogus, online with no key, a HOME
+    that is not a folder), a mode the user chose is refused in one line and `auto` falls back to offline with a note."""
+    env = os.environ.get("WANDB_MODE")
+    mode = wandb_mode(requested)
+    if mode == "disabled":
+        return mode
+    if env is not None and env not in WANDB_MODES:
+        raise ConfigError(f"WANDB_MODE={env!r} is not valid; valid: {', '.join(WANDB_MODES[:3])} (or unset it, or "
+                          "logger=csv for no W&B)")
+    home = os.environ.get("HOME")
+    if home and not Path(home).is_dir() and not os.environ.get("WANDB_CONFIG_DIR"):
+        raise ConfigError(f"HOME={home} is not a folder, and W&B keeps its settings under it: set HOME to a folder "
+                          "(or WANDB_CONFIG_DIR), or use logger=csv")
+    if mode != "online":
+        return mode
+    forced = "logger.wandb.mode=online" if requested == "online" else "WANDB_MODE=online" if env == "online" else None
+    if not _has_key():
+        if forced:
+            raise ConfigError(f"{forced} needs a W&B key: set WANDB_API_KEY or run `wandb login`; or log offline "
+                              "(logger.wandb.mode=offline, uploaded later by `wandb sync`)")
+        return "offline"
+    why = _unreachable(_server())
+    if why is None:
+        return mode
+    if forced:
+        raise ConfigError(f"{forced}, but the W&B server cannot be reached ({why}); log offline "
+                          "(logger.wandb.mode=offline, uploaded later by `wandb sync`), or use logger=csv")
+    print(f"[resablate] W&B: a key is configured but the server cannot be reached ({why}): logging offline; "
+          "`wandb sync <run folder>/wandb/offline-run-*` uploads it later", flush=True)
     return "offline"
 
 
 def wandb_logger(
-    cfg: DictConfig, net, datamodule, overrides: list[str], group: str | None, run: RunFolder, resumed: bool
+    cfg: DictConfig, net, datamodule, overrides: list[str], group: str | None, run: RunFolder, resumed: bool,
+    mode: str,
 ):
-    mode = wandb_mode(enum_name(cfg.logger.wandb.mode))
+    """The job's WandbLogger in `mode` (`check_wandb`'s answer); None when disabled."""
     if mode == "disabled":
         return None
     import wandb

@@ -46,7 +46,7 @@ from resablate.app.distributed import (
 )
 from resablate.app.hardware import SIDE_BY_SIDE_ENV, Decisions, apply_threads, decide, usable_cores
 from resablate.app.module import ResNetModule
-from resablate.app.tracking import wandb_logger
+from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, to_container
 from resablate.models import ResNet, count_macs, count_params
@@ -71,16 +71,20 @@ class Job:
     plugins: list
     side_by_side: int  # jobs of this sweep running at once on this machine
     started: float  # time.time() as the job began: its start-up lasts until the first training step
+    wandb_mode: str  # check_wandb's answer: online, offline or disabled
 
 
 def prepare(cfg: DictConfig) -> Job:
-    """Check everything that can be checked without training; raise ConfigError naming the bad value."""
+    """Check everything that can be checked without training, cheapest first: values, the cluster, W&B, the network,
+    the data (decoded whole), the run folder; raise ConfigError naming the bad value."""
     started = time.time()
     run_dir, overrides, group = _hydra_context(cfg)
     datamodule = check_values(cfg)
+    plugins = cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes, str(cfg.trainer.strategy))
+    wandb_mode = check_wandb(enum_name(cfg.logger.wandb.mode)) if is_main_process() else "disabled"
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
     net = build_net(cfg, datamodule)
-    check_data(datamodule)
+    check_data(datamodule, contents=True)
     run = RunFolder(run_dir)
     try:
         run.check_writable()
@@ -88,12 +92,11 @@ def prepare(cfg: DictConfig) -> Job:
         raise ConfigError(
             f"run folder {run_dir} is not writable ({err.strerror}); set hydra.run.dir / hydra.sweep.dir"
         ) from None
-    plugins = cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes, str(cfg.trainer.strategy))
     install_rank_relaunch(str(cfg.trainer.strategy))
     recipe = to_container(cfg.recipe)
     warmup = uses_warmup(recipe["warmup"], net.arch.depth)
     return Job(cfg, run, net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins,
-               _jobs_side_by_side(), started)
+               _jobs_side_by_side(), started, wandb_mode)
 
 
 def train(cfg: DictConfig) -> tuple[float | list[float], str]:
@@ -112,6 +115,8 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
         previous = run.summary(set_aside=True)  # under the lock: a job that just finished the folder is seen finished
         if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
             print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
+            if is_main_process():
+                run.restore_hydra_files(run.identity() or {})  # nothing done: Hydra's rewrite of .hydra/ undone
             if previous["status"] == "pruned":
                 raise pruning.pruned(previous.get("pruned_at"))
             return objective_value(cfg, previous), f"already {previous['status']}"
@@ -144,7 +149,8 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                           eval_names=("val", "test") if dm.val_size else ("test",), top5=dm.num_classes >= 100,
                           channels_last=decisions.channels_last.value)
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
-    wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None) if main else None
+    wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None,
+                         mode=job.wandb_mode) if main else None
     stopwatch = Stopwatch()
     preemption = Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps,
                             eval_every=eval_interval(job.recipe["eval_every"], job.total_steps))
@@ -336,10 +342,16 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
         if job.datamodule.num_classes >= 100:
             summary.update(val_error5=metrics.get("val/err5", summary.get("val_error5")),
                            test_error5=metrics.get("test/err5"))
-        for logger in trainer.loggers:
-            logger.save()
         summary["timing"]["end"] = time.time()
-        job.run.write_summary(summary)
+        try:
+            for logger in trainer.loggers:
+                logger.save()
+            job.run.write_summary(summary)
+        except OSError as err:  # a full disk: the error that ended the run is the one to report, not this one
+            print(f"[resablate] could not write the run's records in {job.run.path} ({err.strerror or err})",
+                  flush=True)
+            if status != "failed":
+                raise
         _print_result(job, summary)
     if wandb is not None:
         import wandb as wandb_lib

@@ -246,6 +246,11 @@ class InMemoryData(pl.LightningDataModule):
     def prepare_data(self) -> None:
         self.check()  # downloads when allowed and missing; Lightning calls this on one process per node
 
+    def check_contents(self) -> None:
+        """Decode the data as `setup` does (which then finds it done) before any Trainer exists: damage inside a
+        file, a label out of range or a batch larger than the training set is found before the run starts."""
+        self.setup()
+
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:
             train, self._test = self._load_once()

@@ -14,6 +14,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from tests.robustness.conftest import TINY, start
 
@@ -30,17 +31,27 @@ def write_cifar(root, damaged: str | None = None, missing: str | None = None):
     return root
 
 
-def write_fashion(root, truncate: str | None = None):
+def write_fashion(root, truncate: str | None = None, scramble: str | None = None, label: int | None = None):
+    """Fashion-MNIST's four idx.gz files with 40 training and 12 test images; `truncate` cuts one short (a download
+    cut short), `scramble` overwrites bytes in the middle of one (its header and length intact), `label` puts one
+    training label of that value."""
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", 40), ("t10k", 12)):
         for kind, magic, shape in (("images", 2051, (n, 28, 28)), ("labels", 2049, (n,))):
             array = rng.integers(0, 10 if kind == "labels" else 256, shape, dtype=np.uint8)
+            if kind == "labels" and split == "train" and label is not None:
+                array[7] = label
             path = root / f"{split}-{kind}-idx{len(shape)}-ubyte.gz"
             with gzip.open(path, "wb") as f:
                 f.write(struct.pack(">I", magic) + struct.pack(f">{len(shape)}I", *shape) + array.tobytes())
             if path.name == truncate:
-                path.write_bytes(path.read_bytes()[:-40])  # a download cut short
+                path.write_bytes(path.read_bytes()[:-40])
+            if path.name == scramble:
+                data = bytearray(path.read_bytes())
+                middle = len(data) // 2
+                data[middle : middle + 64] = bytes(64)  # a bad disk block: the gzip CRC no longer matches
+                path.write_bytes(bytes(data))
     return root
 
 
@@ -85,7 +96,28 @@ CASES = [
     (["trainer.num_nodes=0"], "resablate: error: trainer.num_nodes=0 must be > 0", 2),
     (["trainer.checkpoint_every_n_steps=-1"], "resablate: error: trainer.checkpoint_every_n_steps=-1 must be > 0", 2),
     (["objective=val_acc"], "resablate: error: objective 'val_acc' is not valid; valid: auto, val_error", 2),
-    (["seed=-1"], "resablate: error: data: seed=-1 must be an integer >= 0", 2),
+    (["seed=-1"], "resablate: error: seed=-1 is not valid; valid: a whole number in [0, 4294967295]", 2),
+    (["seed=5000000000"], "resablate: error: seed=5000000000 is not valid; valid: a whole number in [0, 4294967295]", 2),
+    (["~depth"], "resablate: error: depth was deleted (~depth), but every run needs it: give it a value instead", 2),
+    (["data.augment=no"], "resablate: error: data.augment='no' is not valid; valid: true, false", 2),
+    (["data.download=no"], "resablate: error: data.download='no' is not valid; valid: true, false", 2),
+    (["data.num_samples=many"], "resablate: error: data.num_samples='many' is not valid; it must be a whole number", 2),
+    (["shortcut=highway", "shortcut.gate_bias=nan"], "resablate: error: shortcut.gate_bias=nan must be a finite", 2),
+    (["shortcut=highway", "shortcut.gate_bias=inf"], "resablate: error: shortcut.gate_bias=inf must be a finite", 2),
+    (["recipe.warmup=on", "recipe.warmup_lr=nan"], "resablate: error: recipe.warmup_lr=nan must be a finite number", 2),
+    (["recipe.momentum=0", "recipe.nesterov=true"],
+     "resablate: error: recipe.nesterov=true needs recipe.momentum > 0 (it is 0.0)", 2),
+    (["recipe.batch_size=512"], "resablate: error: batch_size=512 must be <= 256, the number of training images", 2),
+    (["trainer=ddp", "trainer.devices=3"],
+     "resablate: error: recipe.batch_size=16 does not divide over trainer.devices=3 x trainer.num_nodes=1 = 3", 2),
+    (["trainer=ddp", "trainer.num_nodes=2"],
+     "resablate: error: trainer.num_nodes=2, but nothing here starts the other nodes: no node would ever join", 2),
+    (["trainer.accelerator=tpu"], "resablate: error: trainer.accelerator=tpu, but this machine has no TPU; available "
+     "here: auto, cpu", 2),
+    (["trainer.accelerator=mps"], "resablate: error: trainer.accelerator=mps, but this machine has no MPS", 2),
+    (["trainer.precision=16-mixed"], "resablate: error: trainer.precision=16-mixed needs a CUDA GPU (Lightning would "
+     "run bf16 on a CPU instead", 2),
+    (["+sweep=nope"], "resablate: error: sweep=nope is not an option; valid: arch_search, fig1, fig6, fig7", 2),
     (["data.val_size=300"], "resablate: error: data: val_size=300 must be < 256, the number of synthetic training", 2),
     ([*DATA, "data=imagenet"], "resablate: error: data.root has no value and no default: set data.root=... on", 2),
     ([*DATA, "data=cifar10", "data.root={tmp}/nothing", "data.download=false"],
@@ -96,11 +128,27 @@ CASES = [
      "resablate: error: {tmp}/cifar_damaged/cifar-10-batches-py/data_batch_2 is not a readable CIFAR-10 batch", 2),
     ([*DATA, "data=fashion_mnist", "data.root={tmp}/fashion_cut", "data.download=false"],
      "resablate: error: {tmp}/fashion_cut/train-images-idx3-ubyte.gz is truncated or damaged", 2),
+    ([*DATA, "data=fashion_mnist", "data.root={tmp}/fashion_scrambled", "data.download=false"],
+     "resablate: error: {tmp}/fashion_scrambled/train-images-idx3-ubyte.gz is not a readable gzipped idx file", 2),
+    ([*DATA, "data=fashion_mnist", "data.root={tmp}/fashion_label", "data.download=false"],
+     "resablate: error: {tmp}/fashion_label/train-labels-idx1-ubyte.gz has labels outside 0..9", 2),
     (["hydra.run.dir={file}/run"], "resablate: error: hydra.run.dir={file}/run cannot be a folder: {file} is a file",
      2),
     (["-m", "hydra.sweep.dir={file}/sweep", "seed=1,2"],
      "resablate: error: hydra.sweep.dir={file}/sweep cannot be a folder: {file} is a file", 2),
     (["-m", "shortcut=zero_pad,projection,projektion"], "resablate: error: shortcut=projektion is not an option", 2),
+    # Under -m: refused before the first job, in one line, whatever the job that cannot run.
+    (["-m", *DATA, "data=cifar10", "data.root={tmp}/nothing", "data.download=false", "shortcut=projection"],
+     "resablate: error: job 0 of the sweep (", 2),
+    (["-m", *DATA, "data=cifar10", "data.root={tmp}/nothing", "data.download=false", "depth=8,14"],
+     "CIFAR-10 not found under {tmp}/nothing", 2),
+    (["-m", "depth=8,35"], "resablate: error: job 1 of the sweep (", 2),
+    (["-m", "seed=1,2", "hydra.sweep.subdir=same"],
+     "resablate: error: hydra.sweep.subdir=same is one folder for all 2 jobs of the sweep", 2),
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.params.depth=choice(8,14)",
+      "objective=[val_error,macs]"], "resablate: error: the sweep: objective=['val_error', 'macs'] gives 2 values "
+     "per job, but hydra.sweeper.direction=minimize names 1", 2),
+    (["-m", "+sweep=table6,nope"], "resablate: error: sweep=nope is not an option", 2),
     # Hydra's own checks: the first line names the override.
     (["trainer.devices=two"], "Error merging override trainer.devices=two", 1),
     (["recipe.schedule=exponential"], "Error merging override recipe.schedule=exponential", 1),
@@ -118,6 +166,8 @@ def bad_places(tmp_path):
     write_cifar(tmp_path / "cifar_partial", missing="data_batch_3")
     write_cifar(tmp_path / "cifar_damaged", damaged="data_batch_2")
     write_fashion(tmp_path / "fashion_cut", truncate="train-images-idx3-ubyte.gz")
+    write_fashion(tmp_path / "fashion_scrambled", scramble="train-images-idx3-ubyte.gz")
+    write_fashion(tmp_path / "fashion_label", label=10)
     (tmp_path / "a_file").write_text("not a folder")
     return {"tmp": str(tmp_path), "file": str(tmp_path / "a_file")}
 
@@ -139,8 +189,13 @@ def assert_refused(code: int, out: str, err: str, message: str, status: int, tmp
     assert not left, left
 
 
+CPU_ONLY = ("trainer.precision=16-mixed", "trainer.accelerator=tpu")  # valid where a CUDA GPU is
+
+
 @pytest.mark.parametrize("args,message,status", CASES, ids=[" ".join(a for a in c[0] if a not in DATA) for c in CASES])
 def test_bad_input_is_refused_in_one_line_before_training(in_process, tmp_path, bad_places, args, message, status):
+    if set(CPU_ONLY) & set(args) and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here")
     base = [] if any(a.startswith("data=") for a in args) else list(TINY)
     where = [] if any(a.startswith("hydra.") for a in args) else [
         f"hydra.sweep.dir={tmp_path / 'sweep'}" if "-m" in args else f"hydra.run.dir={tmp_path / 'run'}"]
@@ -168,3 +223,48 @@ def test_as_a_user_runs_it(tmp_path, bad_places):
         out, err = proc.communicate(timeout=300)
         assert_refused(proc.returncode, out, err, message, status, cwd)
         assert not (cwd / "outputs").exists() or not any((cwd / "outputs").iterdir())
+
+
+# The environment, checked within seconds before anything trains: (variables, arguments, the error line). W&B is on
+# (`logger=default`); port 9 on the loopback refuses connections, as an unreachable W&B server would.
+UNREACHABLE = {"WANDB_API_KEY": "k" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+ENV_CASES = [
+    ({"WANDB_MODE": "bogus"}, [], "resablate: error: WANDB_MODE='bogus' is not valid; valid: online, offline, "
+     "disabled"),
+    ({"HOME": "{file}"}, [], "resablate: error: HOME={file} is not a folder, and W&B keeps its settings under it"),
+    ({}, ["logger.wandb.mode=online"], "resablate: error: logger.wandb.mode=online needs a W&B key: set WANDB_API_KEY"),
+    ({"WANDB_MODE": "online"}, [], "resablate: error: WANDB_MODE=online needs a W&B key"),
+    (UNREACHABLE, ["logger.wandb.mode=online"], "resablate: error: logger.wandb.mode=online, but the W&B server "
+     "cannot be reached (127.0.0.1:9: Connection refused)"),
+    ({"WANDB_MODE": "bogus"}, ["-m", "seed=1,2"], "resablate: error: the sweep: WANDB_MODE='bogus' is not valid"),
+]
+
+
+@pytest.mark.parametrize("env,args,message", ENV_CASES, ids=[f"{e} {' '.join(a)}" for e, a, _ in ENV_CASES])
+def test_a_bad_environment_is_refused_in_one_line_before_training(in_process, tmp_path, bad_places, monkeypatch, env,
+                                                                   args, message):
+    for key in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # where a W&B run would land, if one started
+    for key, value in env.items():
+        monkeypatch.setenv(key, fill(value, bad_places))
+    flags = [a for a in args if a.startswith("-")]
+    where = f"hydra.sweep.dir={tmp_path / 'sweep'}" if flags else f"hydra.run.dir={tmp_path / 'run'}"
+    code, out, err = in_process([*flags, *TINY, "logger=default", "trainer.max_steps=2",
+                                 *(a for a in args if a not in flags), where])
+    assert_refused(code, out, err, fill(message, bad_places), 2, tmp_path)
+    assert not list(tmp_path.rglob("wandb"))
+
+
+def test_a_w_and_b_key_without_a_server_logs_offline_within_seconds(in_process, tmp_path, monkeypatch):
+    """`auto` with a key but no way to the server: one note, then the run goes on offline (wandb itself would wait
+    about 90 s and die in a traceback)."""
+    for key, value in UNREACHABLE.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run = tmp_path / "run"
+    code, out, err = in_process([*TINY, "logger=default", "trainer.max_steps=2", f"hydra.run.dir={run}"])
+    assert code == 0, err[-3000:]
+    assert ("[resablate] W&B: a key is configured but the server cannot be reached (127.0.0.1:9: Connection refused): "
+            "logging offline") in out
+    assert list((run / "wandb").glob("offline-run-*"))
