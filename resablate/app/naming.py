@@ -55,8 +55,8 @@ def name_from_overrides(overrides: list[str] | ListConfig, sweeps_in_order: bool
     """A folder name from overrides: sorted, joined by ',', '/' made safe; long names end in a hash of the whole.
 
     With `sweeps_in_order` (a sweep folder) the sweep lists keep their order, after the rest: Hydra numbers the jobs
-    in that order (of each key's first place on the command line), so `seed=1,2 depth=20,56` and `depth=20,56 seed=1,2` (or `seed=2,1`) number them differently and
-    must not share job folders."""
+    in that order (of each key's first place on the command line), so `seed=1,2 depth=20,56` and `depth=20,56
+    seed=1,2` (or `seed=2,1`) number them differently and must not share job folders."""
     kept = [str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME]
     keys = [o.split("=", 1)[0].lstrip("+~") for o in kept]
     sweeps = [o for o in kept if sweeps_in_order and _is_sweep(o)]
