@@ -156,6 +156,10 @@ def cli() -> None:
     """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
     line naming the value; then the Hydra app runs, and a sweep ends with its closing line."""
     sys.argv[1:] = sweeper_params(sys.argv[1:])
+    # `-m` anywhere, as users type it (`shortcut=projection -m depth=34`): Hydra's parser takes the overrides only as
+    # one run of words and would answer with its usage text.
+    flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
+    sys.argv[1:] = [*flags, *(a for a in sys.argv[1:] if a not in flags)]
     try:
         checks.check_override_keys(sys.argv[1:])
         checks.check_group_options(sys.argv[1:])

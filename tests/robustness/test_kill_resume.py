@@ -136,21 +136,24 @@ def run_twin(in_process, twin) -> None:
     assert code == 0, err[-3000:]
 
 
-def sigterm_during_step(in_process, monkeypatch, run, step: int) -> None:
-    """The run of ARGS in `run`, with SIGTERM raised in the middle of training step `step` (1-based)."""
+def sigterm_during_step(in_process, monkeypatch, run, step: int, signum: int = signal.SIGTERM,
+                        times: int = 1) -> tuple[str, str]:
+    """The run of ARGS in `run`, with `signum` raised `times` in the middle of training step `step` (1-based)."""
     from resablate.app.module import ResNetModule
 
     training_step = ResNetModule.training_step
 
     def signalled_step(self, batch, batch_idx):
         if self.global_step == step - 1:
-            signal.raise_signal(signal.SIGTERM)
+            for _ in range(times):
+                signal.raise_signal(signum)
         return training_step(self, batch, batch_idx)
 
     with monkeypatch.context() as patch:
         patch.setattr(ResNetModule, "training_step", signalled_step)
-        code, _, err = in_process([*ARGS, f"hydra.run.dir={run}"])
-    assert code == 128 + signal.SIGTERM, err[-3000:]
+        code, out, err = in_process([*ARGS, f"hydra.run.dir={run}"])
+    assert code == 128 + signum, err[-3000:]
+    return out, err
 
 
 def resume_equals_twin(in_process, run, twin) -> None:
