@@ -236,6 +236,12 @@ def check_channels_last(value: Any) -> None:
         raise ConfigError(f"channels_last={value!r} is not valid; valid: auto, true, false")
 
 
+def check_missing(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))  # `???` in conf/, e.g. data=imagenet's root
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value and no default: set {missing[0]}=... on the command line")
+
+
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed_everything's limit
 
 
@@ -255,9 +261,7 @@ def effective_max_steps(cfg: DictConfig) -> int:
 def check_values(cfg: DictConfig) -> Any:
     """The checks of a composed config that need no data and no network: missing values, trainer, recipe, objective,
     the data module's options (built, nothing read). Returns the data module."""
-    missing = sorted(OmegaConf.missing_keys(cfg))  # `???` in conf/, e.g. data=imagenet's root
-    if missing:
-        raise ConfigError(f"{missing[0]} has no value and no default: set {missing[0]}=... on the command line")
+    check_missing(cfg)
     deleted = [key for key in (f.name for f in dataclasses.fields(ResablateConfig)) if key not in cfg]
     if deleted:  # `~depth`: the run cannot be defined without it
         raise ConfigError(f"{deleted[0]} was deleted (~{deleted[0]}), but every run needs it: give it a value instead")
@@ -324,9 +328,9 @@ class SweepCheck(Callback):
     checked (`check_job`) with its data set (`check_data`, once per data set): a bad value in the last job
     (`depth=20,35`) or a missing CIFAR-10 would otherwise fail job after job. The jobs are the basic sweeper's own
     split of the overrides Hydra parsed (`hydra.overrides.task` and `hydra.sweeper.params`). Under another sweeper
-    (Optuna samples its values; the grids sweeper's `+sweep=` files are tested) the command line's own overrides are
-    checked the same way, the data set only when no sweep parameter chooses it. Anything this check cannot compose is
-    left to the jobs, which report it themselves."""
+    (Optuna samples its values; the grids sweeper's `+sweep=` files are tested) what all jobs share is checked: the
+    data set (unless a sweep parameter or grid chooses it) and the Optuna directions. Anything this check cannot
+    compose is left to the jobs, which report it themselves."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose
@@ -347,23 +351,30 @@ class SweepCheck(Callback):
         if basic and len(jobs) > 1 and "${" not in str(subdir):
             refuse(f"hydra.sweep.subdir={subdir} is one folder for all {len(jobs)} jobs of the sweep: each needs its "
                    "own (the default is ${hydra.job.num}); no job was started")
-        chooses_data = any(k.split(".")[0].split("/")[0] == "data" for k in params)
+        grids = config.hydra.sweeper.get("grids")
+        grids = OmegaConf.to_container(grids, resolve=False) if isinstance(grids, DictConfig) else {}
+        swept = [*params, *(k for grid in grids.values() for k in (grid or {}))]
+        chooses_data = any(k.lstrip("+~").split(".")[0].split("/")[0] == "data" for k in swept)
         checked: set[str] = set()
         for number, job in enumerate(jobs):
             where = f"job {number} of the sweep ({' '.join(job) or 'defaults'})" if basic else "the sweep"
             try:
                 cfg = compose(kwargs.get("config_name") or "config", overrides=job)
-                datamodule = check_job(cfg)
-                if "direction" in config.hydra.sweeper:
-                    check_directions(to_container(cfg.objective), to_container(config.hydra.sweeper.direction))
+                if basic:
+                    datamodule = check_job(cfg)
+                else:  # not a job, only what every job shares: its depth or block may be one no job has
+                    check_missing(cfg)
+                    datamodule = build_datamodule(cfg)
+                    if "direction" in config.hydra.sweeper:
+                        check_directions(to_container(cfg.objective), to_container(config.hydra.sweeper.direction))
                 data = repr(sorted((k, v) for k, v in to_container(cfg.data).items() if k not in ("seed",)))
                 if (basic or not chooses_data) and data not in checked:
                     checked.add(data)
                     check_data(datamodule)
             except ConfigError as err:
                 refuse(f"{where}: {str(err).rstrip('.')}; no job was started")
-            except (HydraException, ValueError, KeyError, TypeError, AttributeError, RuntimeError, NotImplementedError):
-                break  # not composable here (an interpolation of the hydra node, a glob): the jobs report it
+            except Exception:  # not composable here (an interpolation of the hydra node, a glob): the jobs report it
+                break
         from resablate.app.tracking import check_wandb  # pandas and torch: only once a sweep is about to start
 
         try:

@@ -76,6 +76,7 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
     the sweeper, so that the others go on; a job of the Optuna sweeper raises, which records the failure with its
     reason (and a pruned job always raises: that is how a sweeper learns it)."""
     from resablate.app import pruning
+    from resablate.app.distributed import is_main_process
 
     hc = HydraConfig.get()
     number, overrides = hc.job.num, " ".join(hc.overrides.task) or "defaults"
@@ -97,7 +98,7 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
         raise
     finally:
         token = os.environ.get(TOKEN_ENV)
-        if token and outcome.get("status"):
+        if token and outcome.get("status") and is_main_process():  # one record a job, not one a submitit task
             write_outcome(hc.sweep.dir, token, number, outcome)
     print(f"[resablate] job {number} ({overrides}): {outcome['status']}: {outcome['error']}", file=sys.stderr,
           flush=True)

@@ -112,7 +112,10 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
                 return _busy(cfg, err)
             run.remove_partial_writes()
             _claim(job)
-        previous = run.summary(set_aside=True)  # under the lock: a job that just finished the folder is seen finished
+        try:
+            previous = run.summary(set_aside=is_main_process())  # under the lock: a job just finished is seen so
+        except ValueError:
+            previous = None  # a rank > 0 of a submitit job, reading while rank 0 sets the damaged one aside
         if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
             print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
             if is_main_process():
@@ -148,7 +151,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                           log_every=cfg.trainer.log_every_n_steps,
                           eval_names=("val", "test") if dm.val_size else ("test",), top5=dm.num_classes >= 100,
                           channels_last=decisions.channels_last.value)
-    metrics = MetricsLogger(run.path, resume_step=resume[1] if resume else None)
+    metrics = MetricsLogger(run.path, resume_step=resume[1] if resume and main else None)  # rank 0 writes it
     wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None,
                          mode=job.wandb_mode) if main else None
     stopwatch = Stopwatch()

@@ -150,6 +150,11 @@ CASES = [
       "objective=[val_error,macs]"], "resablate: error: the sweep: objective=['val_error', 'macs'] gives 2 values "
      "per job, but hydra.sweeper.direction=minimize names 1", 2),
     (["-m", "+sweep=table6,nope"], "resablate: error: sweep=nope is not an option", 2),
+    ([*DATA, "+sweep=fig1", "data.root={tmp}/nothing", "data.download=false"],
+     "resablate: error: the sweep: CIFAR-10 not found under {tmp}/nothing", 2),
+    ([*DATA, "+sweep=hparams", "data.root={tmp}/nothing", "data.download=false"],
+     "resablate: error: the sweep: CIFAR-10 not found under {tmp}/nothing", 2),
+    (["+sweep=table2"], "resablate: error: the sweep: data.root has no value and no default", 2),
     # Hydra's own checks: the first line names the override.
     (["trainer.devices=two"], "Error merging override trainer.devices=two", 1),
     (["recipe.schedule=exponential"], "Error merging override recipe.schedule=exponential", 1),
