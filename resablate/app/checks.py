@@ -273,6 +273,9 @@ def check_values(cfg: DictConfig) -> Any:
     check_recipe(cfg.recipe, cfg.trainer.max_steps)
     check_ranks(cfg)
     objective = to_container(cfg.objective)
+    if not isinstance(objective, (str, list)) or objective == []:
+        raise ConfigError(f"objective={objective} is not valid; valid: auto, one of {', '.join(OBJECTIVE_KEYS)}, or a "
+                          "list of them (one per Optuna direction)")
     for key in [objective] if isinstance(objective, str) else objective:
         if key != "auto" and key not in OBJECTIVE_KEYS:
             raise ConfigError(f"objective {key!r} is not valid; valid: auto, {', '.join(OBJECTIVE_KEYS)}")
@@ -354,6 +357,10 @@ class SweepCheck(Callback):
         grids = config.hydra.sweeper.get("grids")
         grids = OmegaConf.to_container(grids, resolve=False) if isinstance(grids, DictConfig) else {}
         swept = [*params, *(k for grid in grids.values() for k in (grid or {}))]
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")).lower() and config.hydra.launcher.get(
+                "n_jobs") == 0:
+            refuse("hydra.launcher.n_jobs=0 runs no job; valid: a number of jobs side by side >= 1, or -1 for one per "
+                   "core (-2: all but one, ...); no job was started")
         chooses_data = any(k.lstrip("+~").split(".")[0].split("/")[0] == "data" for k in swept)
         checked: set[str] = set()
         for number, job in enumerate(jobs):

@@ -95,6 +95,9 @@ CASES = [
     (["trainer.strategy=dpp"], "resablate: error: trainer.strategy='dpp' is not valid; valid: auto, ddp, ddp_spawn", 2),
     (["trainer.num_nodes=0"], "resablate: error: trainer.num_nodes=0 must be > 0", 2),
     (["trainer.checkpoint_every_n_steps=-1"], "resablate: error: trainer.checkpoint_every_n_steps=-1 must be > 0", 2),
+    (["objective=[]"], "resablate: error: objective=[] is not valid; valid: auto, one of val_error", 2),
+    (["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=0", "seed=1,2"],
+     "resablate: error: hydra.launcher.n_jobs=0 runs no job; valid: a number of jobs side by side >= 1", 2),
     (["objective=val_acc"], "resablate: error: objective 'val_acc' is not valid; valid: auto, val_error", 2),
     (["seed=-1"], "resablate: error: seed=-1 is not valid; valid: a whole number in [0, 4294967295]", 2),
     (["seed=5000000000"], "resablate: error: seed=5000000000 is not valid; valid: a whole number in [0, 4294967295]",
@@ -202,7 +205,7 @@ CPU_ONLY = ("trainer.precision=16-mixed", "trainer.accelerator=tpu")  # valid wh
 def test_bad_input_is_refused_in_one_line_before_training(in_process, tmp_path, bad_places, args, message, status):
     if set(CPU_ONLY) & set(args) and torch.cuda.is_available():
         pytest.skip("a CUDA GPU is here")
-    base = [] if any(a.startswith("data=") for a in args) else list(TINY)
+    base = [] if any(a.startswith(("data=", "+sweep=")) for a in args) else list(TINY)
     where = [] if any(a.startswith("hydra.") for a in args) else [
         f"hydra.sweep.dir={tmp_path / 'sweep'}" if "-m" in args else f"hydra.run.dir={tmp_path / 'run'}"]
     flags = [a for a in args if a.startswith("-")]
