@@ -14,6 +14,9 @@
       resablate_rank<k>.log       the log of rank k > 0 of a trainer=ddp job (rank 0's: resablate.log)
       ranks/rank<k>.json          what rank k trained, with RESABLATE_RANK_RECORDS=1 (app/distributed.record_rank)
 
+A sweep folder holds its jobs' run folders, and while the sweep runs `.outcomes/<sweep run>/<job>.json` (how each job
+ended, read and removed by the sweep's closing line: `write_outcome`, `read_outcomes`).
+
 Analysis reads run folders through `load_runs` and `load_metrics`; it never trains. No Lightning here: the Trainer's
 logger and checkpoint plugin (resablate/app/trainer.py) call `write_metrics` and `save_checkpoint`.
 """

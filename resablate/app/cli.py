@@ -87,6 +87,8 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
     except (ConfigError, RunFolderBusy) as err:
         outcome.update(status="refused", error=str(err))
         failure: BaseException = err
+        if is_main_process():  # the job folder Hydra made for it goes, the sweep folder stays
+            RunFolder(hc.runtime.output_dir).remove_hydra_files(existed={Path(hc.sweep.dir).absolute()})
     except Exception as err:
         if pruning.is_pruned(err):
             outcome["status"] = "pruned"
