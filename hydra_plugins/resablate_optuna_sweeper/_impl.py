@@ -52,7 +52,7 @@ from ._samplers import check_directions, grid_size, make_pruner, make_sampler, p
 from ._space import SearchSpace, _first_line, default_study_name, parse_search_space
 from ._storage import VALID_FORMS, open_storage, resolve_storage, storage_lock
 from .config import OptunaSweeperError
-from .trial import ENV_VAR, trial_env
+from .trial import ENV_VAR, storage_for_jobs, trial_env
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +175,10 @@ class OptunaSweeperImpl:
             try:
                 self.storage = open_storage(self.storage_spec)
             except Exception as err:
-                raise OptunaSweeperError(
-                    f"Optuna sweeper: cannot open storage {self.storage_spec!r}: {type(err).__name__}: "
-                    f"{_first_line(err)}. Valid forms: {VALID_FORMS}"
-                ) from err
+                raise OptunaSweeperError(_scrub(
+                    f"Optuna sweeper: cannot open storage {_redact(self.storage_spec)!r}: {type(err).__name__}: "
+                    f"{_first_line(err)}. Valid forms: {VALID_FORMS}", self.storage_spec)
+                ) from None  # the chained error may carry the URL
             try:
                 self.study = optuna.create_study(
                     storage=self.storage,
@@ -189,10 +189,10 @@ class OptunaSweeperImpl:
                     load_if_exists=True,
                 )
             except Exception as err:
-                raise OptunaSweeperError(
-                    f"Optuna sweeper: cannot create or load study {self.study_name!r} in {self.storage_spec!r}: "
-                    f"{type(err).__name__}: {_first_line(err)}"
-                ) from err
+                raise OptunaSweeperError(_scrub(
+                    f"Optuna sweeper: cannot create or load study {self.study_name!r} in "
+                    f"{_redact(self.storage_spec)!r}: {type(err).__name__}: {_first_line(err)}", self.storage_spec)
+                ) from None  # the chained error may carry the URL
         if not locked:
             log.info(
                 "Optuna sweeper: %s has no file to lock; workers started together may overshoot n_trials by up to "
@@ -332,6 +332,12 @@ class OptunaSweeperImpl:
         self.storage.set_trial_system_attr(trial_id, OWNER_ATTR, self.worker)
         self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
         self.storage.set_trial_system_attr(trial_id, OVERRIDES_ATTR, overrides)
+        # What leads back from the study (optuna-dashboard, trials_dataframe) to the run: user attributes, shown there.
+        number = self.storage.get_trial_number_from_id(trial_id)
+        self.storage.set_trial_user_attr(trial_id, "run_dir", str(Path(str(self.config.hydra.sweep.dir)).absolute()
+                                                                   / str(number)))
+        self.storage.set_trial_user_attr(trial_id, "fixed_overrides", list(self.space.fixed))
+        self.storage.set_trial_user_attr(trial_id, "overrides", list(overrides))
 
     def _take_over(self, trial: optuna.trial.FrozenTrial) -> _Job | None:
         owner = trial.system_attrs.get(OWNER_ATTR) or {}
@@ -388,9 +394,8 @@ class OptunaSweeperImpl:
         return results
 
     def _env(self, job: _Job) -> str:
-        return trial_env(
-            self.storage_spec, self.study_name, job.trial_id, job.number, self.pruner, len(self.directions)
-        )
+        return trial_env(storage_for_jobs(self.storage_spec), self.study_name, job.trial_id, job.number, self.pruner,
+                         len(self.directions))
 
     def _tell(self, job: _Job, ret: JobReturn) -> None:
         self._heartbeat.discard(job.trial_id)
@@ -627,6 +632,14 @@ def _plain(obj: Any) -> Any:
         return float(obj)
     except (TypeError, ValueError):
         return str(obj)
+
+
+def _scrub(text: str, spec: str) -> str:
+    """`text` with the password of storage URL `spec` masked wherever it appears."""
+    scheme, sep, rest = spec.partition("://")
+    creds = rest.split("/", 1)[0].rpartition("@")[0] if sep else ""
+    password = creds.split(":", 1)[1] if ":" in creds else ""
+    return text.replace(spec, _redact(spec)).replace(password, "***") if password else text
 
 
 def _redact(spec: str) -> str:

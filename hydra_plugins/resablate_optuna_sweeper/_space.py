@@ -5,9 +5,12 @@ this sweeper:
 - `choice(a, b, ...)` and the command-line list `a,b,...` -> CategoricalDistribution (config-group options too;
   `glob(*)` lists a group's options).
 - `range(a, b[, step])` -> the values Hydra would enumerate (b EXCLUDED): IntDistribution(low, last, step) for ints,
-  FloatDistribution(low, last, step) for floats. hydra-optuna-sweeper let TPE sample b.
-- `interval(a, b)` -> FloatDistribution(a, b); IntDistribution(a, b) (both ends included, like optuna's suggest_int)
-  when both ends are written as ints. Hydra's parser turns interval ends into floats, so we read the written text.
+  FloatDistribution(low, last, step) for floats (`float(range(1,4))` is a float range, `int(range(1.0,4.0))` an int
+  one, as Hydra casts them). hydra-optuna-sweeper let TPE sample b. `shuffle(range(...))` -> CategoricalDistribution
+  of those values (Hydra's shuffled enumeration: a choice among them, with no order).
+- `interval(a, b)` -> FloatDistribution(a, b): Hydra's interval is a float interval, `interval(0,1)` included.
+  `int(interval(a, b))` -> IntDistribution(a, b) (both ends included, like optuna's suggest_int), its ends cast as
+  Hydra casts them (`int(interval(0.5,5))` is 0..5).
 - `tag(log, interval(...))` / `tag(log, range(a, b))` -> log scale.
 - a plain value -> a fixed override passed unchanged to every job.
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,8 +38,6 @@ from optuna.distributions import (
 
 from .config import OptunaSweeperError
 
-_INT = r"[+-]?\d[\d_]*"
-_INT_INTERVAL = re.compile(rf"interval\(\s*(?:start\s*=\s*)?{_INT}\s*,\s*(?:end\s*=\s*)?{_INT}\s*\)")
 KNOWN_TAGS = ("log",)
 
 
@@ -140,6 +140,11 @@ def _param(name: str, override: Override) -> Param:
         values = list(rs.range())  # Hydra's own enumeration: stop excluded, Decimal steps for floats
         if not values:
             raise OptunaSweeperError(f"Optuna sweeper: {override.input_line!r} is an empty range")
+        if rs.shuffle:
+            if log:
+                raise OptunaSweeperError(
+                    f"Optuna sweeper: tag(log, shuffle(...)) has no scale: {override.input_line!r}")
+            return Param(name, key, CategoricalDistribution(values), {v: format_number(v) for v in values})
         step = abs(rs.step)
         if all(isinstance(v, int) for v in values) and isinstance(rs.step, int):
             if log and step != 1:
@@ -164,8 +169,8 @@ def _param(name: str, override: Override) -> Param:
         low, high = value.start, value.end
         if not low < high:
             raise OptunaSweeperError(f"Optuna sweeper: interval needs low < high: {override.input_line!r}")
-        if _INT_INTERVAL.search(override.get_value_string().replace(" ", "")):
-            return Param(name, key, IntDistribution(int(low), int(high), log=log))
+        if all(isinstance(end, int) and not isinstance(end, bool) for end in (low, high)):  # int(interval(...))
+            return Param(name, key, IntDistribution(low, high, log=log))
         return Param(name, key, FloatDistribution(float(low), float(high), log=log))
 
     raise OptunaSweeperError(f"Optuna sweeper: unsupported sweep {override.input_line!r}")

@@ -2,7 +2,8 @@
 
 The sweeper launches each trial as one Hydra job with `hydra.job.env_set.RESABLATE_OPTUNA_TRIAL=<json>`; Hydra sets that
 variable inside the job under every launcher (basic, submitit local, SLURM), so the job finds its trial wherever it
-runs. The json holds the storage spec, study_name, trial_id, trial number, the pruner spec and the number of objectives.
+runs. The json holds the storage spec (`env:RESABLATE_OPTUNA_STORAGE` for a URL with a password: see STORAGE_ENV),
+study_name, trial_id, trial number, the pruner spec and the number of objectives.
 A job opens the study from the storage in its own process and reports to its trial, so pruning works the same
 in-process and on a cluster node (hydra-optuna-sweeper cannot prune at all).
 
@@ -27,6 +28,36 @@ import os
 from typing import Any
 
 ENV_VAR = "RESABLATE_OPTUNA_TRIAL"
+# A storage URL with a password never travels in the trial's json (Hydra prints a job's overrides and saves them in
+# its folder): the json says `env:RESABLATE_OPTUNA_STORAGE` and the sweeper's process holds the URL in that variable,
+# which every launcher hands down to its jobs.
+STORAGE_ENV = "RESABLATE_OPTUNA_STORAGE"
+STORAGE_FROM_ENV = f"env:{STORAGE_ENV}"
+
+
+def has_password(spec: str) -> bool:
+    scheme, sep, rest = spec.partition("://")
+    return bool(sep) and ":" in rest.split("/", 1)[0].rpartition("@")[0]
+
+
+def storage_for_jobs(spec: str) -> str:
+    """What the trial's json names as storage: the spec itself, or, with a password in it, the variable holding it
+    (set here, in the sweeper's process)."""
+    if not has_password(spec):
+        return spec
+    os.environ[STORAGE_ENV] = spec
+    return STORAGE_FROM_ENV
+
+
+def resolve_job_storage(spec: str) -> str:
+    """The storage spec a job opens: `env:NAME` is read from that variable."""
+    if spec.startswith("env:"):
+        name = spec[len("env:"):]
+        if name not in os.environ:
+            raise RuntimeError(f"the trial's storage is in the environment variable {name}, which this job lacks: "
+                               "the launcher must hand the sweeper's environment down to its jobs")
+        return os.environ[name]
+    return spec
 _RUNG_PRUNERS = ("successive_halving", "hyperband")  # they keep their state in the trial's system attrs
 
 log = logging.getLogger(__name__)
@@ -134,7 +165,7 @@ def current_trial() -> TrialHandle | None:
         try:
             info = json.loads(raw)
             handle = TrialHandle(
-                storage=info["storage"],
+                storage=resolve_job_storage(info["storage"]),
                 study_name=info["study_name"],
                 trial_id=info["trial_id"],
                 number=info["number"],

@@ -4,7 +4,8 @@ The contract with `hydra/sweeper=optuna` (hydra_plugins/resablate_optuna_sweeper
 as training imports nothing of it: the sweeper launches each trial as a Hydra job with the environment variable
 `RESABLATE_OPTUNA_TRIAL` set (`hydra.job.env_set`, so under every launcher) to a JSON object:
 
-    {"storage": "sqlite:////abs/optuna.db" | "journal:/abs/file.log" | any SQLAlchemy URL,
+    {"storage": "sqlite:////abs/optuna.db" | "journal:/abs/file.log" | any SQLAlchemy URL
+                | "env:RESABLATE_OPTUNA_STORAGE" (a URL with a password, held in that variable, never in the json),
      "study_name": str, "trial_id": int, "number": int, "n_objectives": int,
      "pruner": {"name": "none" | "median" | "successive_halving" | "hyperband", **its arguments}}
 
@@ -40,7 +41,8 @@ class Trial:
         if self._trial is None:
             import optuna
 
-            study = optuna.load_study(study_name=self.info["study_name"], storage=_storage(self.info["storage"]),
+            study = optuna.load_study(study_name=self.info["study_name"],
+                                      storage=_storage(_from_env(str(self.info["storage"]))),
                                       pruner=_pruner(self.info.get("pruner")))
             self._trial = optuna.trial.Trial(study, int(self.info["trial_id"]))
         return self._trial
@@ -84,6 +86,15 @@ def pruned(step: int | None) -> BaseException:
 def is_pruned(err: BaseException) -> bool:
     optuna = sys.modules.get("optuna")  # an optuna.TrialPruned needs optuna imported
     return optuna is not None and isinstance(err, optuna.TrialPruned)
+
+
+def _from_env(spec: str) -> str:
+    if spec.startswith("env:"):
+        name = spec[len("env:"):]
+        if name not in os.environ:
+            raise RuntimeError(f"the trial's storage is in the environment variable {name}, which this job lacks")
+        return os.environ[name]
+    return spec
 
 
 def _storage(spec: str) -> Any:

@@ -1,0 +1,95 @@
+"""Hydra's sweep grammar, exactly: for each form, the distribution the Optuna sweeper builds holds what Hydra's own
+parse of the override implies (the values the basic sweeper would run for a choice or a range; a float or an int
+interval as Hydra types its ends), and a real sweep over `interval(0,1)` samples values between the ends."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hydra_plugins.resablate_optuna_sweeper import parse_search_space
+
+
+def hydra_values(line: str) -> list:
+    """What Hydra's basic sweeper would run for `line`: its parsed sweep, enumerated."""
+    (override,) = OverridesParser.create().parse_overrides([line])
+    return list(override.sweep_iterator())
+
+
+def hydra_ends(line: str) -> tuple:
+    (override,) = OverridesParser.create().parse_overrides([line])
+    return override.value().start, override.value().end
+
+
+def distribution(line: str):
+    (param,) = parse_search_space([line]).params.values()
+    return param
+
+
+def grid(dist) -> list:
+    """Every value a stepped distribution can take."""
+    count = round((dist.high - dist.low) / dist.step) + 1
+    return [dist.low + i * dist.step for i in range(count)]
+
+
+@pytest.mark.parametrize("line", ["k=choice(1,2,3)", "k=1,2,3", "k=choice(a,b)", "k=shuffle(1,2,3)",
+                                  "k=shuffle(choice(relu,tanh))", "k=choice(0.1,true,abc)"])
+def test_a_choice_is_categorical_over_hydras_values(line):
+    param = distribution(line)
+    assert isinstance(param.distribution, CategoricalDistribution)
+    assert sorted(map(str, param.distribution.choices)) == sorted(map(str, hydra_values(line)))
+
+
+@pytest.mark.parametrize("line", ["k=range(1,5)", "k=range(0,10,3)", "k=range(5,1,-1)", "k=int(range(1.0,4.0))"])
+def test_an_int_range_holds_hydras_values_and_no_more(line):
+    dist = distribution(line).distribution
+    assert isinstance(dist, IntDistribution)
+    assert sorted(grid(dist)) == sorted(hydra_values(line))  # the stop is excluded, as Hydra enumerates it
+
+
+@pytest.mark.parametrize("line", ["k=range(0.1,0.5,0.1)", "k=float(range(1,4))"])
+def test_a_float_range_holds_hydras_values(line):
+    dist = distribution(line).distribution
+    assert isinstance(dist, FloatDistribution) and dist.step is not None
+    assert [round(v, 9) for v in grid(dist)] == [round(float(v), 9) for v in hydra_values(line)]
+
+
+def test_a_shuffled_range_is_a_choice_among_its_values():
+    param = distribution("k=shuffle(range(1,5))")
+    assert isinstance(param.distribution, CategoricalDistribution)
+    assert sorted(param.distribution.choices) == sorted(hydra_values("k=shuffle(range(1,5))")) == [1, 2, 3, 4]
+    assert param.override(3) == "k=3"
+
+
+@pytest.mark.parametrize("line,kind", [
+    ("k=interval(0,1)", FloatDistribution),  # Hydra reads the ends as floats: a float interval
+    ("k=interval(0.0,2.5)", FloatDistribution),
+    ("k=float(interval(0,1))", FloatDistribution),
+    ("k=int(interval(0.5,5))", IntDistribution),  # Hydra casts the ends: 0 .. 5
+    ("k=int(interval(1,10))", IntDistribution),
+])
+def test_an_interval_is_float_unless_cast_to_int(line, kind):
+    dist = distribution(line).distribution
+    assert type(dist) is kind
+    low, high = hydra_ends(line)
+    assert (dist.low, dist.high) == (low, high) and type(dist.low) is type(low)
+    assert not dist.log
+
+
+@pytest.mark.parametrize("line,kind", [("k=tag(log,interval(1e-4,1e-1))", FloatDistribution),
+                                       ("k=tag(log,int(interval(1,1024)))", IntDistribution),
+                                       ("k=tag(log,range(1,9))", IntDistribution)])
+def test_tag_log_gives_a_log_scale(line, kind):
+    dist = distribution(line).distribution
+    assert type(dist) is kind and dist.log
+
+
+def test_a_real_sweep_over_interval_0_1_samples_between_the_ends(sweep_app):
+    sweep_app.run("hydra.sweeper.n_trials=6", "hydra.sweeper.seed=1", "x=interval(0,1)")
+    values = [t.params["x"] for t in sweep_app.study().trials]
+    assert len(values) == 6 and all(0 <= v <= 1 for v in values)
+    assert any(not float(v).is_integer() for v in values), values
+    assert not any(math.isnan(v) for v in values)
