@@ -22,10 +22,13 @@ TPE sample the excluded end of `range(a, b)`. Here:
 from __future__ import annotations
 
 import csv
+import importlib
+import importlib.util
 import logging
 import math
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -39,6 +42,7 @@ from typing import Any
 
 import optuna
 import yaml
+from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
@@ -48,8 +52,16 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, check_distribution_compatibility
 from optuna.trial import TrialState
 
-from ._samplers import check_directions, grid_size, make_pruner, make_sampler, pruner_spec
-from ._space import SearchSpace, _first_line, default_study_name, parse_search_space
+from ._samplers import (
+    check_directions,
+    grid_size,
+    make_pruner,
+    make_sampler,
+    pruner_from_conf,
+    pruner_spec,
+    sampler_from_conf,
+)
+from ._space import SearchSpace, _first_line, default_study_name, format_number, parse_search_space
 from ._storage import VALID_FORMS, open_storage, resolve_storage, storage_lock
 from .config import OptunaSweeperError
 from .trial import ENV_VAR, storage_for_jobs, trial_env
@@ -65,6 +77,7 @@ NON_FINITE_ATTR = "resablate:non_finite"  # FAIL because the objective was NaN/i
 NON_FINITE = "the task returned a non-finite objective"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 RESULTS_FILE = "optuna_results.yaml"
+THEIR_RESULTS_FILE = "optimization_results.yaml"  # hydra-optuna-sweeper's name and format
 PARETO_FILE = "pareto_front.csv"
 
 _LIVE_WORKERS: set[str] = set()  # worker tokens sweeping in this process right now
@@ -87,14 +100,16 @@ class OptunaSweeperImpl:
         direction: Any,
         study_name: str | None,
         storage: str | None,
-        sampler: str,
+        sampler: Any,
         seed: int | None,
         sampler_args: Mapping[str, Any] | None,
-        pruner: str,
+        pruner: Any,
         pruner_args: Mapping[str, Any] | None,
         max_failure_rate: float,
         heartbeat_interval: float,
         stale_after: float,
+        custom_search_space: str | None = None,
+        defaults: Any = None,  # the config's defaults list (hydra/sweeper/sampler, pruner), already applied
     ) -> None:
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.n_trials = n_trials
@@ -102,11 +117,9 @@ class OptunaSweeperImpl:
         self.direction = direction
         self.study_name_conf = study_name
         self.storage_conf = storage
-        self.sampler_name = str(sampler).lower()
-        self.seed = seed
-        self.sampler_args = dict(sampler_args or {})
-        self.pruner_name = pruner
-        self.pruner_args = dict(pruner_args or {})
+        self.sampler_name, self.seed, self.sampler_args = sampler_from_conf(sampler, seed, sampler_args)
+        self.pruner_name, self.pruner_args = pruner_from_conf(pruner, pruner_args)
+        self.custom_search_space = custom_search_space
         self.max_failure_rate = max_failure_rate
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
@@ -153,6 +166,7 @@ class OptunaSweeperImpl:
                 "every trial runs the same config"
             )
 
+        self._extend = load_callable(self.custom_search_space) if self.custom_search_space else None
         # Build the sampler once now so that an unknown name or bad sampler_args fail before any job.
         self._sampler = None
         self._make_sampler(self.seed)
@@ -320,7 +334,10 @@ class OptunaSweeperImpl:
     def _ask(self) -> _Job:
         trial = self.study.ask(self.space.distributions)
         try:
-            overrides = self.space.overrides(trial.params)
+            if self._extend is not None:  # custom_search_space: it may suggest more parameters on the trial
+                self._extend(self.config, trial)
+            overrides = self.space.overrides({k: v for k, v in trial.params.items() if k in self.space.params})
+            overrides += [extra_override(k, v) for k, v in trial.params.items() if k not in self.space.params]
         except Exception as err:
             self.storage.set_trial_system_attr(trial._trial_id, FAIL_REASON_ATTR, f"{type(err).__name__}: {err}")
             self.study.tell(trial, state=TrialState.FAIL)
@@ -469,6 +486,14 @@ class OptunaSweeperImpl:
             _write_pareto(sweep_dir / PARETO_FILE, front, list(self.space.params))
             summary = f"{len(front)} trials on the Pareto front ({PARETO_FILE})"
         _atomic_write(sweep_dir / RESULTS_FILE, yaml.safe_dump(_plain(doc), sort_keys=False))
+        # hydra-optuna-sweeper's file, for the readers written against it: name, best_params and best_value, or the
+        # non-dominated `solutions` (params, values) for several objectives.
+        theirs: dict[str, Any] = {"name": "optuna"}
+        if len(self.directions) == 1:
+            theirs.update(best_params=doc["best_params"], best_value=doc["best_value"])
+        else:
+            theirs["solutions"] = [{"params": t["params"], "values": t["values"]} for t in doc["pareto_front"]]
+        _atomic_write(sweep_dir / THEIR_RESULTS_FILE, yaml.safe_dump(_plain(theirs), sort_keys=False))
         states = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         log.info(
             "Optuna sweeper: study %r holds %d/%d trials (%s); %s",
@@ -632,6 +657,40 @@ def _plain(obj: Any) -> Any:
         return float(obj)
     except (TypeError, ValueError):
         return str(obj)
+
+
+def load_callable(path: str) -> Any:
+    """`pkg.module.function`, or `.module.function` for a module file next to the app's script (its name may hold
+    dashes, as hydra-optuna-sweeper's examples do)."""
+    module_name, _, attr = path.lstrip(".").rpartition(".")
+    try:
+        if path.startswith("."):
+            file = Path(sys.argv[0]).resolve().parent / f"{module_name.replace('.', os.sep)}.py"
+            spec = importlib.util.spec_from_file_location(f"_custom_search_space_{module_name}", file)
+            if spec is None or spec.loader is None or not file.is_file():
+                raise FileNotFoundError(f"no file {file}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+        function = getattr(module, attr)
+    except Exception as err:
+        raise OptunaSweeperError(f"Optuna sweeper: custom_search_space={path!r} cannot be loaded: "
+                                 f"{type(err).__name__}: {err}") from None
+    if not callable(function):
+        raise OptunaSweeperError(f"Optuna sweeper: custom_search_space={path!r} is not a function (cfg, trial)")
+    return function
+
+
+def extra_override(name: str, value: Any) -> str:
+    """`name=value` for a parameter that custom_search_space suggested (numbers exactly, strings escaped)."""
+    if value is None:
+        return f"{name}=null"
+    if isinstance(value, bool):
+        return f"{name}={str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"{name}={format_number(value)}"
+    return f"{name}={escape_special_characters(str(value))}"
 
 
 def _scrub(text: str, spec: str) -> str:

@@ -27,6 +27,46 @@ _PRUNER_ARGS = {
 _NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
 
 
+SAMPLER_CLASSES = {"TPESampler": "tpe", "MOTPESampler": "tpe", "RandomSampler": "random", "GridSampler": "grid",
+                   "CmaEsSampler": "cmaes", "NSGAIISampler": "nsga2", "QMCSampler": "qmc", "GPSampler": "gp"}
+SAMPLER_ALIASES = {"nsgaii": "nsga2", "motpe": "tpe"}  # hydra-optuna-sweeper's names
+PRUNER_CLASSES = {"NopPruner": "none", "MedianPruner": "median", "SuccessiveHalvingPruner": "successive_halving",
+                  "HyperbandPruner": "hyperband"}
+
+
+def _from_node(kind: str, node: Mapping[str, Any], classes: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """(name, arguments) of a `{_target_: optuna.<kind>s.<Class>, arg: value}` node; None values are optuna's
+    defaults and are left out."""
+    target = str(node.get("_target_", ""))
+    name = classes.get(target.rsplit(".", 1)[-1]) if target.startswith(f"optuna.{kind}s.") else None
+    if name is None:
+        raise OptunaSweeperError(f"Optuna sweeper: {kind} _target_ {target!r} is not one of optuna.{kind}s."
+                                 f"{{{', '.join(classes)}}}")
+    return name, {k: v for k, v in node.items() if k != "_target_" and v is not None}
+
+
+def sampler_from_conf(sampler: Any, seed: int | None, args: Mapping[str, Any] | None) -> tuple[str, int | None, dict]:
+    """Our form (`sampler: tpe`, `seed`, `sampler_args`) or hydra-optuna-sweeper's (a node of
+    hydra/sweeper/sampler, its own `seed`) -> (name, seed, keyword arguments); the node's seed wins."""
+    args = dict(args or {})
+    if isinstance(sampler, Mapping):
+        name, node_args = _from_node("sampler", sampler, SAMPLER_CLASSES)
+        seed = node_args.pop("seed", seed)
+        return name, seed, {**node_args, **args}
+    name = str(sampler).lower()
+    return SAMPLER_ALIASES.get(name, name), seed, args
+
+
+def pruner_from_conf(pruner: Any, args: Mapping[str, Any] | None) -> tuple[str, dict]:
+    """`pruner: median` with `pruner_args`, or a node of hydra/sweeper/pruner -> (name, arguments)."""
+    if pruner is None:
+        return "none", {}
+    if isinstance(pruner, Mapping):
+        name, node_args = _from_node("pruner", pruner, PRUNER_CLASSES)
+        return name, {**dict(args or {}), **node_args}
+    return str(pruner).lower(), dict(args or {})
+
+
 def sampler_names() -> tuple[str, ...]:
     """The samplers this optuna offers (`gp` only where optuna has GPSampler)."""
     names = ("tpe", "random", "grid", "cmaes", "nsga2", "qmc")
@@ -67,7 +107,8 @@ def make_sampler(
     try:
         if name == "tpe":
             # constant_liar: parallel trials of one batch do not all crowd the same region.
-            return optuna.samplers.TPESampler(seed=seed, **{"constant_liar": n_jobs > 1, **kwargs})
+            kwargs.setdefault("constant_liar", n_jobs > 1)
+            return optuna.samplers.TPESampler(seed=seed, **kwargs)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed, **kwargs)
         if name == "grid":

@@ -7,11 +7,12 @@ This module is imported whenever Hydra scans `hydra_plugins`, so it must stay li
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
+from omegaconf import MISSING
 
 
 class OptunaSweeperError(CompactHydraException):
@@ -31,9 +32,97 @@ class PrunerArgs:
     min_early_stopping_rate: int = 0  # successive_halving
 
 
+# hydra-optuna-sweeper's form: `hydra/sweeper/sampler=<name>` and `hydra/sweeper/pruner=<name>` pick a node with its
+# optuna class and its arguments (`hydra.sweeper.sampler.seed=123`, `hydra.sweeper.sampler.n_startup_trials=5`). A
+# field left None is optuna's default; any other argument of the class can be added (`+hydra.sweeper.sampler.x=...`).
+@dataclass
+class SamplerConf:
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = None
+
+
+@dataclass
+class TPESamplerConf(SamplerConf):
+    n_startup_trials: Optional[int] = None
+    n_ei_candidates: Optional[int] = None
+    multivariate: Optional[bool] = None
+    group: Optional[bool] = None
+    constant_liar: Optional[bool] = None  # None: on when n_jobs > 1
+    consider_endpoints: Optional[bool] = None
+    prior_weight: Optional[float] = None
+
+
+@dataclass
+class NSGAIISamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    population_size: Optional[int] = None
+    mutation_prob: Optional[float] = None
+    crossover_prob: Optional[float] = None
+    swapping_prob: Optional[float] = None
+
+
+@dataclass
+class CmaEsSamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    sigma0: Optional[float] = None
+    n_startup_trials: Optional[int] = None
+    restart_strategy: Optional[str] = None
+    inc_popsize: Optional[int] = None
+    use_separable_cma: Optional[bool] = None
+    consider_pruned_trials: Optional[bool] = None
+
+
+SAMPLER_NODES = {
+    "tpe": TPESamplerConf(),
+    "motpe": TPESamplerConf(),  # optuna 4 has no MOTPESampler: TPESampler optimises several objectives itself
+    "random": SamplerConf(_target_="optuna.samplers.RandomSampler"),
+    "grid": SamplerConf(_target_="optuna.samplers.GridSampler"),
+    "cmaes": CmaEsSamplerConf(),
+    "nsgaii": NSGAIISamplerConf(),
+    "nsga2": NSGAIISamplerConf(),
+    "qmc": SamplerConf(_target_="optuna.samplers.QMCSampler"),
+    "gp": SamplerConf(_target_="optuna.samplers.GPSampler"),
+}
+
+
+@dataclass
+class PrunerConf:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class MedianPrunerConf(PrunerConf):
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: Optional[int] = None
+    n_warmup_steps: Optional[int] = None
+    interval_steps: Optional[int] = None
+
+
+@dataclass
+class SuccessiveHalvingPrunerConf(PrunerConf):
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = None  # an int, or "auto"
+    reduction_factor: Optional[int] = None
+    min_early_stopping_rate: Optional[int] = None
+
+
+@dataclass
+class HyperbandPrunerConf(PrunerConf):
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: Optional[int] = None
+    max_resource: Any = None  # an int, or "auto"
+    reduction_factor: Optional[int] = None
+
+
+PRUNER_NODES = {"none": PrunerConf(), "nop": PrunerConf(), "median": MedianPrunerConf(),
+                "successive_halving": SuccessiveHalvingPrunerConf(), "hyperband": HyperbandPrunerConf()}
+
+
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.resablate_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    _recursive_: bool = False  # the sampler and pruner nodes reach the sweeper as nodes: it builds them (seeds, grid)
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
 
     # key -> override grammar: choice(a,b), range(a,b[,step]) (b excluded), interval(a,b), tag(log, interval(a,b)),
     # or a plain value (fixed). Command-line sweeps (key=a,b or key=choice(a,b)) join these and win on the same key.
@@ -43,14 +132,24 @@ class OptunaSweeperConf:
     direction: Any = "minimize"  # minimize | maximize | a list of them (several objectives)
     study_name: Optional[str] = None  # null: default_study_name(task, params, directions, fixed overrides)
     storage: Optional[str] = None  # null: sqlite:///<hydra.sweep.dir>/optuna.db; RDB URL; *.log/*.journal/journal:PATH
-    sampler: str = "tpe"  # tpe | random | grid | cmaes | nsga2 | qmc | gp
-    seed: Optional[int] = None  # a resumed study samples with seed + (trials already in the study)
+    # tpe | random | grid | cmaes | nsga2 (nsgaii) | qmc | gp (motpe: tpe), or a node of hydra/sweeper/sampler
+    sampler: Any = MISSING
+    seed: Optional[int] = None  # a resumed study samples with seed + (trials already in the study); sampler.seed wins
     sampler_args: Dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the sampler
-    pruner: str = "none"  # none | median | successive_halving | hyperband
+    pruner: Any = MISSING  # none | median | successive_halving | hyperband, or a node of hydra/sweeper/pruner
     pruner_args: PrunerArgs = field(default_factory=PrunerArgs)
+    # hydra-optuna-sweeper's: a dotted path to `f(cfg, trial)`, called after the params are sampled, which may
+    # suggest more (`trial.suggest_float("z", ...)`); each one it adds becomes the override `z=<value>` of the job.
+    # A leading dot names a module next to the app's script (`.my_app.configure`).
+    custom_search_space: Optional[str] = None
     max_failure_rate: float = 0.3  # stop once failed / finished trials of the study exceeds this
     heartbeat_interval: float = 30.0  # seconds between liveness marks on this worker's running trials
     stale_after: float = 600.0  # a running trial of another machine with no mark for this long is taken over
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="resablate")
+# Stored untyped (asdict): a YAML of our own form (`sampler: tpe`) then still merges a name over the default node.
+for _name, _node in SAMPLER_NODES.items():
+    ConfigStore.instance().store(group="hydra/sweeper/sampler", name=_name, node=asdict(_node), provider="resablate")
+for _name, _node in PRUNER_NODES.items():
+    ConfigStore.instance().store(group="hydra/sweeper/pruner", name=_name, node=asdict(_node), provider="resablate")

@@ -155,10 +155,32 @@ def sweeper_params(args: list[str]) -> list[str]:
     return out
 
 
+PASSWORD_ENV = "RESABLATE_STORAGE_PASSWORD"
+
+
+def hide_storage_password(args: list[str]) -> list[str]:
+    """`hydra.sweeper.storage=postgresql://user:PW@host/db` -> the same URL with `${oc.env:RESABLATE_STORAGE_PASSWORD}`
+    for PW, and PW in that variable of this process (its jobs inherit it). Hydra prints the overrides and saves them,
+    with the sweeper's config, in every job folder; the interpolation is resolved only when the sweeper opens the
+    storage, so the password is in no file and no line printed."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        scheme, found, rest = value.strip("'\"").partition("://")
+        netloc, slash, path = rest.partition("/")
+        creds, _, host = netloc.rpartition("@")
+        if sep and key.lstrip("+") == "hydra.sweeper.storage" and found and ":" in creds and "${" not in creds:
+            user, _, password = creds.partition(":")
+            os.environ[PASSWORD_ENV] = password
+            arg = f"{key}='{scheme}://{user}:${{oc.env:{PASSWORD_ENV}}}@{host}{slash}{path}'"
+        out.append(arg)
+    return out
+
+
 def cli() -> None:
     """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
     line naming the value; then the Hydra app runs, and a sweep ends with its closing line."""
-    sys.argv[1:] = sweeper_params(sys.argv[1:])
+    sys.argv[1:] = hide_storage_password(sweeper_params(sys.argv[1:]))
     # `-m` anywhere, as users type it (`shortcut=projection -m depth=34`): Hydra's parser takes the overrides only as
     # one run of words and would answer with its usage text.
     flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
