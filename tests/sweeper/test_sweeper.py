@@ -156,7 +156,7 @@ def test_journal_storage(sweep_app, tmp_path):
         ("hydra.sweeper.pruner=patient", ["unknown pruner 'patient'", "none, median, successive_halving, hyperband"]),
         ("hydra.sweeper.direction=sideways", ["unknown direction 'sideways'", "minimize, maximize"]),
         ("+hydra.sweeper.params.lr='interval(0.1,'", ["cannot parse 'lr=interval(0.1,'", "interval(low,high)"]),
-        ("+hydra.sweeper.params.lr='tag(log, interval(0, 1))'", ["'lr=tag(log, interval(0, 1))'", "low >= 1"]),
+        ("+hydra.sweeper.params.lr='tag(log, interval(0, 1))'", ["'lr=tag(log, interval(0, 1))'", "`low > 0` must hold"]),
         ("hydra.sweeper.storage=nosuchdb://host/db", ["cannot open storage 'nosuchdb://host/db'", "RDB URL"]),
         ("dpeth=8,14", ["would not compose", "dpeth"]),
     ],
