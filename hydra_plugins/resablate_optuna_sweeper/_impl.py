@@ -61,7 +61,14 @@ from ._samplers import (
     pruner_spec,
     sampler_from_conf,
 )
-from ._space import SearchSpace, _first_line, default_study_name, format_number, parse_search_space
+from ._space import (
+    SearchSpace,
+    _first_line,
+    default_study_name,
+    format_number,
+    param_from_spec,
+    parse_search_space,
+)
 from ._storage import VALID_FORMS, open_storage, resolve_storage, storage_lock
 from .config import OptunaSweeperError
 from .trial import ENV_VAR, storage_for_jobs, trial_env
@@ -109,6 +116,8 @@ class OptunaSweeperImpl:
         heartbeat_interval: float,
         stale_after: float,
         custom_search_space: str | None = None,
+        search_space: Mapping[str, Any] | None = None,
+        experiment_sequence: str | None = None,
         defaults: Any = None,  # the config's defaults list (hydra/sweeper/sampler, pruner), already applied
     ) -> None:
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
@@ -120,6 +129,9 @@ class OptunaSweeperImpl:
         self.sampler_name, self.seed, self.sampler_args = sampler_from_conf(sampler, seed, sampler_args)
         self.pruner_name, self.pruner_args = pruner_from_conf(pruner, pruner_args)
         self.custom_search_space = custom_search_space
+        self.search_space = dict(search_space or {})
+        if experiment_sequence:
+            log.info("Optuna sweeper: experiment_sequence (hydra-optuna-sweeper's internal loop) is not used here")
         self.max_failure_rate = max_failure_rate
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
@@ -160,6 +172,13 @@ class OptunaSweeperImpl:
         self._task_overrides = list(task_overrides)
         lines = [f"{k}={v}" for k, v in self.params.items()] + self._task_overrides
         self.space: SearchSpace = parse_search_space(lines, config_loader=self.hydra_context.config_loader)
+        if self.search_space:  # hydra-optuna-sweeper's older form; params and the command line win on a key
+            log.warning("Optuna sweeper: hydra.sweeper.search_space is hydra-optuna-sweeper's deprecated form; "
+                        "hydra.sweeper.params takes the same in Hydra's grammar")
+            taken = {p.key.lstrip("+") for p in self.space.params.values()} | {
+                f.split("=", 1)[0].lstrip("+~") for f in self.space.fixed}
+            extra = {name: param_from_spec(name, spec) for name, spec in self.search_space.items() if name not in taken}
+            self.space.params = {**extra, **self.space.params}
         if not self.space.params:
             log.warning(
                 "Optuna sweeper: no parameter to sweep (hydra.sweeper.params is empty): "

@@ -176,6 +176,28 @@ def _param(name: str, override: Override) -> Param:
     raise OptunaSweeperError(f"Optuna sweeper: unsupported sweep {override.input_line!r}")
 
 
+def param_from_spec(name: str, spec: Mapping[str, Any]) -> Param:
+    """hydra-optuna-sweeper's older `search_space` entry, `{type: int|float|categorical, low, high, step, log,
+    choices}`, as a parameter."""
+    kind = str(spec.get("type", "")).lower()
+    try:
+        if kind == "categorical":
+            choices = list(spec.get("choices") or [])
+            tokens = {c: (_str_token(c) if isinstance(c, str) else Transformer.str(c)) for c in choices}
+            return Param(name, name, CategoricalDistribution(choices), tokens)
+        step, log = spec.get("step"), bool(spec.get("log", False))
+        if kind == "int":
+            return Param(name, name, IntDistribution(int(spec["low"]), int(spec["high"]), log=log,
+                                                     step=int(step) if step else 1))
+        if kind == "float":
+            return Param(name, name, FloatDistribution(float(spec["low"]), float(spec["high"]), log=log,
+                                                       step=float(step) if step else None))
+    except (KeyError, TypeError, ValueError) as err:
+        raise OptunaSweeperError(f"Optuna sweeper: bad search_space entry {name}: {dict(spec)} ({err})") from None
+    raise OptunaSweeperError(f"Optuna sweeper: search_space entry {name} has type {kind!r}; valid types: int, float, "
+                             "categorical")
+
+
 def _str_token(text: str) -> str:
     """A string choice as override text that parses back to the same string (quoted if escaping is not enough:
     quotes inside, or text that would read as a number, bool or null)."""

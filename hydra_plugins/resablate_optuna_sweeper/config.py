@@ -142,6 +142,10 @@ class OptunaSweeperConf:
     # suggest more (`trial.suggest_float("z", ...)`); each one it adds becomes the override `z=<value>` of the job.
     # A leading dot names a module next to the app's script (`.my_app.configure`).
     custom_search_space: Optional[str] = None
+    # hydra-optuna-sweeper's deprecated form of params: {key: {type: int|float|categorical, low, high, step, log,
+    # choices}}; and its internal trial loop's class, accepted and not used.
+    search_space: Dict[str, Any] = field(default_factory=dict)
+    experiment_sequence: Optional[str] = None
     max_failure_rate: float = 0.3  # stop once failed / finished trials of the study exceeds this
     heartbeat_interval: float = 30.0  # seconds between liveness marks on this worker's running trials
     stale_after: float = 600.0  # a running trial of another machine with no mark for this long is taken over

@@ -87,12 +87,33 @@ error: false
 two_objectives: false
 """
 
+DEPRECATED = """\
+defaults:
+  - override hydra/sweeper: optuna
+  - _self_
+
+hydra:
+  sweeper:
+    n_trials: 6
+    search_space:
+      x: {type: float, low: -2.0, high: 2.0}
+      y: {type: int, low: -3, high: 3, step: 3}
+      z: {type: categorical, choices: [foo, bar]}
+
+x: 1
+y: 1
+z: foo
+error: false
+two_objectives: false
+"""
+
 
 @pytest.fixture
 def app(tmp_path):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "config.yaml").write_text(CONFIG)
     (tmp_path / "conf" / "grid.yaml").write_text(GRID)
+    (tmp_path / "conf" / "deprecated.yaml").write_text(DEPRECATED)
     (tmp_path / "sphere.py").write_text(SPHERE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("HYDRA_FULL_ERROR", None)
@@ -201,3 +222,13 @@ def test_max_failure_rate(app, max_failure_rate):
     else:
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert states == ["FAIL"] * 20
+
+
+def test_the_deprecated_search_space_form(app):
+    proc = app("--config-name=deprecated", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=1")
+    assert "search_space is hydra-optuna-sweeper's deprecated form" in proc.stderr + proc.stdout
+    trials = study(app).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    for t in trials:
+        assert -2.0 <= t.params["x"] <= 2.0 and t.params["y"] in (-3, 0, 3) and t.params["z"] in ("foo", "bar")
+        assert t.value == pytest.approx(t.params["x"] ** 2 + t.params["y"] ** 2)  # the job ran with those values
