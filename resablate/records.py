@@ -238,15 +238,22 @@ class RunFolder:
         probe.write_text("")
         probe.unlink()
 
-    def remove_hydra_files(self, existed: Iterable[Path] = ()) -> bool:
+    def remove_hydra_files(self, existed: Iterable[Path] = (), digest: str | None = None) -> bool:
         """A job refused before training leaves nothing of its own behind: Hydra made the run folder (and the folders
-        above it), its .hydra/ and its log before the job ran. Only what was not there before goes: `existed` holds
-        the absolute paths that were (`existing()`, taken before Hydra ran); the current folder, anything else in
-        the folder, and a folder that still holds anything stay. True when the run folder itself was removed."""
+        above it), its .hydra/ and its log before the job ran, and the job perhaps its lock and identity.json (of
+        `digest`). Only what was not there before goes: `existed` holds the absolute paths that were (`existing()`,
+        taken before Hydra ran); the current folder, anything else in the folder, and a folder that still holds
+        anything stay. True when the run folder itself was removed."""
         existed = {Path(p) for p in existed}
         folder = self.path.absolute()
-        if not folder.is_dir() or (folder / IDENTITY).exists() or self.has_results():
-            return False  # another job's folder: its .hydra/ is its own (put back by restore_hydra_files)
+        if not folder.is_dir() or self.has_results():
+            return False
+        if (folder / IDENTITY).exists():
+            held = self.identity()
+            if held is None or held.get("digest") != digest:
+                return False  # another job's folder: its .hydra/ is its own (put back by restore_hydra_files)
+            (folder / IDENTITY).unlink()  # this job's claim, made before it was refused
+            (folder / ".lock").unlink(missing_ok=True)
         hydra = folder / ".hydra"
         if hydra not in existed and hydra.is_dir() and {p.name for p in hydra.iterdir()} <= set(HYDRA_FILES):
             shutil.rmtree(hydra)

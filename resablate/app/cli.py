@@ -51,12 +51,14 @@ def main(cfg: DictConfig):
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _sweep_job(cfg, train)
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
     run = RunFolder(HydraConfig.get().runtime.output_dir)
     try:
         value, status = train(cfg)
-    except (ConfigError, RunFolderBusy) as err:
-        run.remove_hydra_files(existed=EXISTED)
-        checks.refuse(str(err))
+    except (ConfigError, RunFolderBusy, MisconfigurationException) as err:  # the last: pl.Trainer refused an option
+        run.remove_hydra_files(existed=EXISTED, digest=naming.identity(cfg)[0])
+        checks.refuse(_refusal(err))
     except OSError as err:
         if err.errno not in STORAGE_ERRORS:
             raise
@@ -81,14 +83,17 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
     hc = HydraConfig.get()
     number, overrides = hc.job.num, " ".join(hc.overrides.task) or "defaults"
     outcome: dict = {"number": number, "overrides": overrides, "run_dir": hc.runtime.output_dir}
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
     try:
         value, outcome["status"] = train(cfg)
         return value
-    except (ConfigError, RunFolderBusy) as err:
-        outcome.update(status="refused", error=str(err))
+    except (ConfigError, RunFolderBusy, MisconfigurationException) as err:
+        outcome.update(status="refused", error=_refusal(err))
         failure: BaseException = err
         if is_main_process():  # the job folder Hydra made for it goes, the sweep folder stays
-            RunFolder(hc.runtime.output_dir).remove_hydra_files(existed={Path(hc.sweep.dir).absolute()})
+            RunFolder(hc.runtime.output_dir).remove_hydra_files(existed={Path(hc.sweep.dir).absolute()},
+                                                                digest=naming.identity(cfg)[0])
     except Exception as err:
         if pruning.is_pruned(err):
             outcome["status"] = "pruned"
@@ -108,6 +113,11 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
         raise failure
     objective = to_container(cfg.objective)
     return float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)
+
+
+def _refusal(err: BaseException) -> str:
+    """The one line of a refused job: ours name the key; Lightning's Trainer names its own option."""
+    return str(err) if isinstance(err, (ConfigError, RunFolderBusy)) else f"pl.Trainer (trainer.*): {err}"
 
 
 def _close_sweep(token: str, code: int) -> int:

@@ -90,21 +90,50 @@ def test_a_full_disk_mid_run_is_one_line_status_failed_no_temporaries_and_the_sa
     assert (summary["status"], summary["steps"]) == ("completed", 6)
 
 
-def test_a_sweep_whose_job_crashes_goes_on_names_it_and_exits_1(in_process, tmp_path):
+def test_a_sweep_whose_job_crashes_goes_on_names_it_and_exits_1(in_process, tmp_path, monkeypatch):
+    """Job 1 crashes in its third training step (a bug, not an input): the other jobs run, the crash is one line
+    (its traceback is the job's own business: summary.json keeps the error), and the sweep exits 1."""
+    from resablate.app.module import ResNetModule
+
+    training_step = ResNetModule.training_step
+
+    def crash_for_seed_2(self, batch, batch_idx):
+        if self.global_step == 2 and self.trainer.datamodule.seed == 2:
+            raise RuntimeError("out of luck")
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ResNetModule, "training_step", crash_for_seed_2)
+    sweep = tmp_path / "sweep"
+    code, out, err = in_process(["-m", *TINY, *STEPS, "seed=1,2,3", f"hydra.sweep.dir={sweep}"])
+    assert code == 1
+    lines = err.strip().splitlines()
+    job = f"job 1 ({' '.join([*TINY, *STEPS])} seed=2)"
+    assert f"[resablate] {job}: failed: RuntimeError: out of luck" in lines
+    assert lines[-1] == (f"[resablate] sweep {sweep}: 3 jobs: 2 completed, 1 failed ({job}: RuntimeError: out of "
+                         "luck); exit 1")
+    assert "Traceback" not in out + err
+    assert [RunFolder(sweep / str(n)).summary()["status"] for n in range(3)] == ["completed", "failed", "completed"]
+    assert RunFolder(sweep / "1").summary()["error"] == "RuntimeError: out of luck"
+    assert load_checkpoint(sweep / "1" / "checkpoints" / "last.ckpt")["global_step"] == 2  # the re-run resumes it
+    assert not (sweep / ".outcomes").exists()
+
+
+def test_a_trainer_option_lightning_refuses_is_one_line_and_leaves_no_folder(in_process, tmp_path):
     sweep = tmp_path / "sweep"
     code, out, err = in_process(["-m", *TINY, *STEPS, "+trainer.gradient_clip_algorithm=norm,bogus",
                                  f"hydra.sweep.dir={sweep}"])
-    assert code == 1
-    lines = err.strip().splitlines()
-    failure = ("MisconfigurationException: `gradient_clip_algorithm` bogus is invalid. Allowed algorithms: "
+    assert code == 2
+    failure = ("pl.Trainer (trainer.*): `gradient_clip_algorithm` bogus is invalid. Allowed algorithms: "
                "['value', 'norm'].")
     job = f"job 1 ({' '.join([*TINY, *STEPS])} +trainer.gradient_clip_algorithm=bogus)"
-    assert f"[resablate] {job}: failed: {failure}" in lines
-    assert lines[-1] == f"[resablate] sweep {sweep}: 2 jobs: 1 completed, 1 failed ({job}: {failure}); exit 1"
-    assert "Traceback" not in out + err
-    assert RunFolder(sweep / "0").summary()["status"] == "completed"
-    assert RunFolder(sweep / "1").summary() is None  # it failed building its Trainer: nothing trained, re-run retries
-    assert not (sweep / ".outcomes").exists()
+    lines = err.strip().splitlines()
+    assert f"[resablate] {job}: refused: {failure}" in lines
+    assert lines[-1] == f"[resablate] sweep {sweep}: 2 jobs: 1 completed, 1 refused ({job}: {failure}); exit 2"
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]  # job 1 left no folder behind
+    run = tmp_path / "run"
+    code, out, err = in_process([*TINY, *STEPS, "+trainer.gradient_clip_algorithm=bogus", f"hydra.run.dir={run}"])
+    assert (code, err.strip()) == (2, f"resablate: error: {failure}")
+    assert not run.exists()
 
 
 def test_a_sweep_that_completes_says_so_and_exits_0(in_process, tmp_path):
