@@ -62,7 +62,7 @@ class PostgreSQL:
         return self
 
     def url(self, database: str = "postgres", password: str | None = None) -> str:
-        return (f"postgresql+psycopg2://{self.USER}:{password or self.PASSWORD}@127.0.0.1:{self.port}/{database}")
+        return f"postgresql://{self.USER}:{password or self.PASSWORD}@127.0.0.1:{self.port}/{database}"  # psycopg 3
 
     def create_database(self, name: str) -> str:
         import sqlalchemy

@@ -4,10 +4,11 @@ Why not hydra-optuna-sweeper 1.3: it pins optuna<3 (whose sqlite storage breaks 
 adds `n_trials` to a resumed study instead of completing it, stops at the first failed job (max_failure_rate=0) and lets
 TPE sample the excluded end of `range(a, b)`. Here:
 
-- `n_trials` is the total the study holds (all states). Counting and asking happen under an OS lock next to a file
-  storage, so re-running a command runs only what is missing and workers started together never overshoot. Server
-  databases (postgresql, mysql) have no such lock: each extra worker started at the same moment may overshoot by up to
-  n_jobs - 1 trials.
+- `n_trials` is the total the study holds (all states). Counting and asking (and creating optuna's tables) happen
+  under a lock on the storage, an OS lock next to a file storage or a PostgreSQL advisory lock (_storage.py), so
+  re-running a command runs only what is missing and workers started together, on one machine or several, never
+  overshoot. Other server databases (mysql) have no such lock: each extra worker started at the same moment may
+  overshoot by up to n_jobs - 1 trials.
 - Each trial is one Hydra job in `<sweep dir>/<trial number>`, told where its trial lives through
   `hydra.job.env_set.RESABLATE_OPTUNA_TRIAL` (see trial.py), so jobs prune themselves under any launcher.
 - A trial left RUNNING by a dead worker (killed sweep) is taken over by the next run: same number, parameters,
@@ -69,7 +70,7 @@ from ._space import (
     param_from_spec,
     parse_search_space,
 )
-from ._storage import VALID_FORMS, open_storage, resolve_storage, storage_lock
+from ._storage import _redact, _scrub, cannot_open, open_storage, resolve_storage, storage_lock
 from .config import OptunaSweeperError
 from .trial import ENV_VAR, storage_for_jobs, trial_env
 
@@ -208,10 +209,7 @@ class OptunaSweeperImpl:
             try:
                 self.storage = open_storage(self.storage_spec)
             except Exception as err:
-                raise OptunaSweeperError(_scrub(
-                    f"Optuna sweeper: cannot open storage {_redact(self.storage_spec)!r}: {type(err).__name__}: "
-                    f"{_first_line(err)}. Valid forms: {VALID_FORMS}", self.storage_spec)
-                ) from None  # the chained error may carry the URL
+                raise OptunaSweeperError(cannot_open(self.storage_spec, err)) from None  # the chain may hold the URL
             try:
                 self.study = optuna.create_study(
                     storage=self.storage,
@@ -228,8 +226,8 @@ class OptunaSweeperImpl:
                 ) from None  # the chained error may carry the URL
         if not locked:
             log.info(
-                "Optuna sweeper: %s has no file to lock; workers started together may overshoot n_trials by up to "
-                "n_jobs - 1 each",
+                "Optuna sweeper: %s has no lock (a file or PostgreSQL has one); workers started together may overshoot "
+                "n_trials by up to n_jobs - 1 each",
                 _redact(self.storage_spec),
             )
         self._check_study()
@@ -710,21 +708,4 @@ def extra_override(name: str, value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"{name}={format_number(value)}"
     return f"{name}={escape_special_characters(str(value))}"
-
-
-def _scrub(text: str, spec: str) -> str:
-    """`text` with the password of storage URL `spec` masked wherever it appears."""
-    scheme, sep, rest = spec.partition("://")
-    creds = rest.split("/", 1)[0].rpartition("@")[0] if sep else ""
-    password = creds.split(":", 1)[1] if ":" in creds else ""
-    return text.replace(spec, _redact(spec)).replace(password, "***") if password else text
-
-
-def _redact(spec: str) -> str:
-    """A storage URL without its password."""
-    scheme, sep, rest = spec.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        creds, host = rest.split("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return spec
 

@@ -87,14 +87,23 @@ def open_storage(spec: str, *, create: bool = True) -> Any:
     )
 
 
+ADVISORY_KEY = 0x7265736162  # "resab": the PostgreSQL advisory lock of this sweeper, one per database
+
+
 @contextlib.contextmanager
 def storage_lock(spec: str) -> Iterator[bool]:
-    """Hold an exclusive OS lock next to a file storage (yields True); a no-op for server databases (yields False).
+    """Hold an exclusive lock on the storage while a worker counts the study's trials and asks new ones (and creates
+    optuna's tables), so that workers started together, on one machine or several, never ask more than n_trials and
+    never race to create the schema. Yields True when held.
 
-    Counting the study's trials and asking new ones happens under this lock, so that workers started together on
-    one sqlite/journal file never ask more than n_trials. The lock file is `<storage file>.sweeper-lock` (not
-    `.lock`, which optuna's journal backend uses for its own symlink lock).
+    A file storage: an OS lock on `<storage file>.sweeper-lock` (not `.lock`, which optuna's journal backend uses for
+    its own symlink lock). PostgreSQL: a session advisory lock (`pg_advisory_lock`) on a connection of its own, which
+    the server drops if the worker dies. Other servers (MySQL, ...): no lock (yields False).
     """
+    if spec.startswith("postgresql"):
+        with _advisory_lock(spec):
+            yield True
+        return
     path = storage_file(spec)
     if path is None or fcntl is None:
         yield False
@@ -112,3 +121,56 @@ def storage_lock(spec: str) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+_ENGINES: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _advisory_lock(spec: str) -> Iterator[None]:
+    import sqlalchemy
+
+    if spec not in _ENGINES:
+        try:
+            _ENGINES[spec] = sqlalchemy.create_engine(spec, poolclass=sqlalchemy.pool.NullPool,
+                                                      isolation_level="AUTOCOMMIT")
+        except Exception as err:
+            raise OptunaSweeperError(cannot_open(spec, err)) from None
+    try:
+        connection = _ENGINES[spec].connect()
+    except Exception as err:  # refused, a bad login, no such database
+        raise OptunaSweeperError(cannot_open(spec, err)) from None
+    with connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+
+
+def cannot_open(spec: str, err: BaseException) -> str:
+    """One line: the storage (password masked), what went wrong, and what to do about a missing driver."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    hint = ""
+    if isinstance(err, ModuleNotFoundError):
+        hint = (f" (the database driver {err.name!r} is not installed: pip install 'psycopg[binary]', or "
+                "pip install -e '.[postgres]' in resablate, for postgresql://)")
+    return _scrub(f"Optuna sweeper: cannot open storage {_redact(spec)!r}: {type(err).__name__}: {reason}{hint}. "
+                  f"Valid forms: {VALID_FORMS}", spec)
+
+
+def _scrub(text: str, spec: str) -> str:
+    """`text` with the password of storage URL `spec` masked wherever it appears."""
+    scheme, sep, rest = spec.partition("://")
+    creds = rest.split("/", 1)[0].rpartition("@")[0] if sep else ""
+    password = creds.split(":", 1)[1] if ":" in creds else ""
+    return text.replace(spec, _redact(spec)).replace(password, "***") if password else text
+
+
+def _redact(spec: str) -> str:
+    """A storage URL without its password."""
+    scheme, sep, rest = spec.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        creds, host = rest.split("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return spec

@@ -31,10 +31,10 @@ def postgres():
 
 
 def test_a_storage_that_cannot_be_opened_is_named_without_its_password(tmp_path):
-    url = f"postgresql+psycopg2://resablate:{SECRET}@127.0.0.1:{free_port()}/optuna"
+    url = f"postgresql://resablate:{SECRET}@127.0.0.1:{free_port()}/optuna"
     proc = run_app([*SEARCH, f"hydra.sweeper.storage={url}"], cwd=tmp_path, check=False)
     assert proc.returncode == 1
-    assert "Optuna sweeper: cannot open storage 'postgresql+psycopg2://resablate:***@127.0.0.1:" in proc.stderr
+    assert "Optuna sweeper: cannot open storage 'postgresql://resablate:***@127.0.0.1:" in proc.stderr
     nowhere(SECRET, proc, tmp_path)
 
 

@@ -1,0 +1,67 @@
+"""Several workers on one PostgreSQL study (a real server, tests/servers.py): started together on an empty database they
+create optuna's schema once (no `duplicate key ... pg_type_typname_nsp_index`), the study ends with exactly n_trials,
+no trial runs twice, and a worker killed mid-trial has its trial taken over. A refused login is one line."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.servers import PostgreSQL
+
+SEARCH = ("x=interval(0.0,2.0)", "depth=8,14")
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with PostgreSQL() as server:
+        yield server
+
+
+def test_three_workers_started_together_make_exactly_n_trials(sweep_app, postgres):
+    url = postgres.create_database("three_workers")
+    args = ("hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={url}", "sleep=0.2", *SEARCH)
+    workers = [sweep_app.popen(*args) for _ in range(3)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outputs
+    assert not any("IntegrityError" in out or "overshoot" in out for out in outputs)
+    study = sweep_app.study(url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 8
+    assert sweep_app.job_dirs() == list(range(8))
+    pids = set()
+    for number in range(8):
+        (line,) = sweep_app.runs(number)  # each trial ran once
+        pids.add(line.split()[0])
+    assert len(pids) >= 2  # the workers shared the study
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_taken_over(sweep_app, postgres):
+    url = postgres.create_database("killed_worker")
+    args = ("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={url}", "sleep=0.4", *SEARCH)
+    first = sweep_app.popen(*args)
+    sweep_app.wait_for(sweep_app.sweep_dir / "0" / "runs.txt", first)
+    first.send_signal(signal.SIGKILL)  # trial 0 is left RUNNING, owned by a dead process of this machine
+    first.wait()
+    time.sleep(0.2)
+    second = sweep_app.popen(*args)
+    out = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, out
+    study = sweep_app.study(url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    runs = sweep_app.runs(0)
+    assert len(runs) == 2 and runs[0].split()[0] != runs[1].split()[0]  # run again by the second worker
+    assert all(len(sweep_app.runs(n)) == 1 for n in range(1, 6))
+
+
+def test_a_refused_login_is_one_line_without_the_password(sweep_app, postgres):
+    url = postgres.url("postgres", password="wrong-pw-123")
+    proc = sweep_app.run("hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={url}", *SEARCH, check=False)
+    assert proc.returncode == 1
+    assert "wrong-pw-123" not in proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("Optuna sweeper: cannot open storage"))
+    assert line.startswith(f"Optuna sweeper: cannot open storage 'postgresql://resablate:***@127.0.0.1:{postgres.port}/")
+    assert "password authentication failed" in line
+    assert not sweep_app.job_dirs()
