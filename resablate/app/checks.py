@@ -322,6 +322,30 @@ def refuse(message: str) -> None:
     sys.exit(2)
 
 
+def check_slurm(launcher: DictConfig) -> None:
+    """A SLURM launcher needs SLURM's tools here and a partition the cluster has: else one line before any job (submitit
+    would fail at submission, in a traceback)."""
+    import shutil
+    import subprocess
+
+    if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        return
+    if shutil.which("sbatch") is None:
+        refuse("hydra/launcher=slurm needs sbatch on the PATH (run the sweep where SLURM's tools are, or try it on "
+               "this machine with scripts/local_cluster.sh start; hydra/launcher=local runs it without SLURM); no job "
+               "was started")
+    partition = launcher.get("partition")
+    if partition:
+        try:
+            out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return  # sinfo cannot tell: sbatch will
+        partitions = sorted({p.rstrip("*") for p in out.split()})
+        if partitions and str(partition) not in partitions:
+            refuse(f"hydra.launcher.partition={partition} is not a partition of this cluster; valid: "
+                   f"{', '.join(partitions)}; no job was started")
+
+
 SWEEP: dict[str, str] = {}  # the sweep folder of the sweep this process runs (cli.py's closing line reads it)
 
 
@@ -357,6 +381,7 @@ class SweepCheck(Callback):
         grids = config.hydra.sweeper.get("grids")
         grids = OmegaConf.to_container(grids, resolve=False) if isinstance(grids, DictConfig) else {}
         swept = [*params, *(k for grid in grids.values() for k in (grid or {}))]
+        check_slurm(config.hydra.launcher)
         if "joblib" in str(config.hydra.launcher.get("_target_", "")).lower() and config.hydra.launcher.get(
                 "n_jobs") == 0:
             refuse("hydra.launcher.n_jobs=0 runs no job; valid: a number of jobs side by side >= 1, or -1 for one per "

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -258,6 +259,7 @@ def record_rank(run_dir: str | os.PathLike, trainer, module, cfg) -> None:
     record = {
         "rank": trainer.global_rank,
         "world_size": trainer.world_size,
+        "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),  # SLURM's node name, else the host's
         "seed": cfg.seed,
         "steps": trainer.global_step,
         "rank_batch": getattr(batches, "local_batch_size", None),  # its share of the global batch
