@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -132,3 +133,42 @@ def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster
     for trial in trials:
         run = RunFolder(sweep / str(trial.number)).summary()
         assert run["status"] == "completed" and run["seed"] == trial.params["seed"]
+
+
+RESUMABLE = [*TINY, "shortcut=dropout_shortcut", "trainer.max_steps=300", "trainer.checkpoint_every_n_steps=4",
+             "trainer.log_every_n_steps=3", "trainer.deterministic=true", "seed=5"]
+
+
+def wait_for(condition, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_scontrol_requeue_mid_run_resumes_in_the_same_folder_equal_to_its_twin(cluster, tmp_path):
+    """SLURM requeues the job mid-training (SIGTERM: a checkpoint at the step boundary, exit); the job comes back
+    into the same run folder, resumes from last.ckpt and ends bitwise equal, row for row of metrics.csv, to an
+    uninterrupted twin run the same way. SLURM holds a requeued job for two minutes; the test lets it start at once."""
+    import pandas as pd
+
+    twin, run = tmp_path / "twin", tmp_path / "run"
+    run_app(["-m", *SLURM, *RESUMABLE, f"hydra.sweep.dir={twin}"], cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+    sweep = subprocess.Popen([sys.executable, "-m", "resablate", "-m", *SLURM, *RESUMABLE, f"hydra.sweep.dir={run}"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (run / "0" / "checkpoints" / "last.ckpt").exists(), "checkpoint")
+    (job_id,) = submitted(run)
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    wait_for(lambda: scontrol_job(job_id, settled=False)["JobState"] == "PENDING", "requeued job")
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
+    out, _ = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, out[-3000:]
+    assert scontrol_job(job_id)["Restarts"] == "1"
+    log = "".join(f.read_text() for f in (run / ".submitit").rglob("*_log.out"))  # both attempts' console
+    stopped = re.search(r"interrupted by SIGTERM at step (\d+) \(the same command resumes it\)", log)
+    assert stopped and 0 < int(stopped.group(1)) < 300, log[-3000:]  # the first attempt stopped part way
+    summary = RunFolder(run / "0").summary()
+    assert (summary["status"], summary["steps"]) == ("completed", 300)
+    curves = [pd.read_csv(d / "0" / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
+    pd.testing.assert_frame_equal(*curves)
