@@ -172,3 +172,4 @@ def test_scontrol_requeue_mid_run_resumes_in_the_same_folder_equal_to_its_twin(c
     assert (summary["status"], summary["steps"]) == ("completed", 300)
     curves = [pd.read_csv(d / "0" / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
     pd.testing.assert_frame_equal(*curves)
+
