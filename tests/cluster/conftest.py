@@ -34,7 +34,10 @@ def cluster():
     folder.chmod(0o755)  # munged runs as the munge user, and must reach its socket in there
     env = {**os.environ, "RESABLATE_CLUSTER_DIR": str(folder / "cluster")}
     started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stdout + started.stderr
+    if started.returncode != 0:  # whatever it got as far as starting is stopped, and its folder removed
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(f"the local cluster did not start: {started.stdout}{started.stderr}")
     conf = str(folder / "cluster" / "slurm.conf")
     previous = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = conf  # for the subprocesses: sbatch, squeue, scontrol
