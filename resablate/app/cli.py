@@ -29,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from resablate.app import checks, naming, schema
-from resablate.builder import ConfigError, to_container
+from resablate.builder import ConfigError
 from resablate.records import RunFolder, RunFolderBusy, read_outcomes, write_outcome
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -79,6 +79,7 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
     reason (and a pruned job always raises: that is how a sweeper learns it)."""
     from resablate.app import pruning
     from resablate.app.distributed import is_main_process
+    from resablate.app.train import objective_value
 
     hc = HydraConfig.get()
     number, overrides = hc.job.num, " ".join(hc.overrides.task) or "defaults"
@@ -111,8 +112,7 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
           flush=True)
     if pruning.current_trial() is not None:
         raise failure
-    objective = to_container(cfg.objective)
-    return float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)
+    return objective_value(cfg, outcome)  # NaN, one per objective, as for any job that did not complete
 
 
 def _refusal(err: BaseException) -> str:

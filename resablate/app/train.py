@@ -249,8 +249,7 @@ def _busy(cfg: DictConfig, err: RunFolderBusy) -> tuple[float | list[float], str
     if not multirun or pruning.current_trial() is not None:
         raise err
     print(f"[resablate] {err}: skipped here, that job finishes it", flush=True)
-    objective = to_container(cfg.objective)
-    return (float("nan") if isinstance(objective, str) else [float("nan")] * len(objective)), "skipped"
+    return objective_value(cfg, {"status": "skipped"}), "skipped"
 
 
 def _hydra_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
