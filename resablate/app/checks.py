@@ -414,3 +414,5 @@ class SweepCheck(Callback):
         except ConfigError as err:
             refuse(f"the sweep: {err}; no job was started")
         SWEEP["dir"] = str(config.hydra.sweep.dir)  # checked: the sweep starts, and ends with its closing line
+        if basic:
+            SWEEP["jobs"] = str(len(jobs))  # the closing line counts those that never ran (a cancelled SLURM job)

@@ -8,7 +8,9 @@ A sweep (-m) checks what it can of every job first (checks.SweepCheck: a bad val
 2, no job started). Then a job that fails, is refused or diverges does not stop the others: each says so in one line,
 and the sweep ends with one line counting its jobs by how they ended and exits with the worst: 1 if any failed, else 2
 if any was refused, else 3 if any diverged, else 0 (completed, pruned, already done, or left to another live worker).
-A signal stops the sweep with 128 + N, after the same line.
+A signal stops the sweep with 128 + N, after the same line. A SLURM job that ended without returning (scancel, a lost
+node) fails the sweep (1) once the others are done; its folder says how far it got (`interrupted` after a scancel),
+and a job that never started is counted as "did not run". The same command runs what is left.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ SWEEPER_PARAMS = "hydra.sweeper.params."
 TOKEN_ENV = "RESABLATE_SWEEP_RUN"  # names this run of a sweep: its jobs' outcomes are collected under it
 EXIT_CODES = {"failed": 1, "refused": 2, "diverged": 3, "already diverged": 3}  # the worst wins; others are 0
 ORDER = ("completed", "already completed", "pruned", "already pruned", "skipped", "diverged", "already diverged",
-         "refused", "failed", "interrupted")
+         "refused", "failed", "interrupted", "did not run")
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)  # the disk, not the code: one line, exit 1
 EXISTED: set[Path] = set()  # what of the run folder (and the folders above it) was there before Hydra ran
 
@@ -127,6 +129,8 @@ def _close_sweep(token: str, code: int) -> int:
         return code  # refused before it started, or not ours to count
     outcomes = read_outcomes(sweep_dir, token)
     counts = Counter(o.get("status", "failed") for o in outcomes)
+    # A job stopped before it started (a signal; a SLURM job cancelled while pending) left no outcome.
+    counts["did not run"] = max(int(checks.SWEEP.get("jobs", 0)) - len(outcomes), 0)
     worst = max((EXIT_CODES.get(status, 0) for status in counts), default=0, key=lambda c: (c == 1, c == 2, c))
     if code == 0:
         code = worst
@@ -134,7 +138,8 @@ def _close_sweep(token: str, code: int) -> int:
     bad = [o for o in outcomes if o.get("error") and o.get("status") in ("failed", "refused")]
     named = "; ".join(f"job {o['number']} ({o['overrides']}): {o['error']}" for o in bad[:3])
     more = f"; {len(bad) - 3} more" if len(bad) > 3 else ""
-    total = f"{len(outcomes)} job{'s' if len(outcomes) != 1 else ''}"
+    jobs = len(outcomes) + counts["did not run"]
+    total = f"{jobs} job{'s' if jobs != 1 else ''}"
     line = (f"[resablate] sweep {sweep_dir}: {total}: {', '.join(parts) or 'none ran'}"
             f"{' (' + named + more + ')' if named else ''}; exit {code}")
     print(line, file=sys.stderr if code else sys.stdout, flush=True)

@@ -141,6 +141,8 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     if resume is None and main:
         run.start_over()
         previous = None  # nor counts its wall time
+    elif resume is not None and main:
+        print(f"[resablate] resuming from step {resume[1]} ({resume[0]})", flush=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
                        int(cfg.trainer.devices), job.side_by_side)
@@ -169,6 +171,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     metrics.trainer = trainer
     summary = _base_summary(job, trainer, decisions)
     summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
+    summary["resumed_from"] = resume[1] if resume else None  # the step of last.ckpt this attempt started from
     start, status = time.perf_counter(), "failed"
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume[0]) if resume else None)

@@ -173,3 +173,87 @@ def test_scontrol_requeue_mid_run_resumes_in_the_same_folder_equal_to_its_twin(c
     curves = [pd.read_csv(d / "0" / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
     pd.testing.assert_frame_equal(*curves)
 
+
+
+def test_scancel_leaves_interrupted_jobs_and_the_same_command_runs_what_is_left(cluster, tmp_path):
+    """Three jobs on two one-CPU nodes: job 2 waits in the queue. It is cancelled there (SLURM forgets it at once,
+    and this cluster has no accounting: the launcher learns it from squeue), and running job 1 is cancelled after its
+    first checkpoint (SIGTERM: a checkpoint at the step boundary, status interrupted). The sweep waits for job 0,
+    ends naming both, and the same command then skips job 0, resumes job 1 and runs job 2."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *SLURM, *TINY, "trainer.max_steps=400", "trainer.checkpoint_every_n_steps=10", "seed=1,2,3",
+            f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: (sweep / "1" / "checkpoints" / "last.ckpt").exists(), "checkpoint of job 1")
+    first, second, third = submitted(sweep)
+    assert scontrol_job(third, settled=False)["JobState"] == "PENDING"
+    subprocess.run(["scancel", third], check=True)
+    subprocess.run(["scancel", second], check=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-3000:] + err[-3000:]
+    assert scontrol_job(second)["JobState"] == "CANCELLED"
+    assert f"SLURM job {second} (job 1 of the sweep) ended CANCELLED without returning" in err
+    # Hydra's basic sweeper names the first failed job; the closing line counts the one that never started.
+    assert err.strip().splitlines()[-1] == (f"[resablate] sweep {sweep}: 3 jobs: 1 completed, 1 interrupted, "
+                                            "1 did not run; exit 1")
+    cancelled = RunFolder(sweep / "1").summary()
+    assert cancelled["status"] == "interrupted" and 0 < cancelled["steps"] < 400
+    assert not (sweep / "2").exists()
+
+    again = run_app(args, cwd=tmp_path)
+    assert again.stdout.strip().splitlines()[-1] == (f"[resablate] sweep {sweep}: 3 jobs: 2 completed, "
+                                                     "1 already completed; exit 0")
+    for number in range(3):
+        assert RunFolder(sweep / str(number)).summary()["status"] == "completed"
+    log = "".join(f.read_text() for f in (sweep / ".submitit").rglob("*_log.out"))
+    assert f"resuming from step {cancelled['steps']} " in log, log[-3000:]
+    assert RunFolder(sweep / "1").summary()["resumed_from"] == cancelled["steps"]
+
+
+def test_a_time_limit_checkpoints_requeues_and_completes(cluster, tmp_path):
+    """A real time limit: once the job has a checkpoint its limit is cut to one minute; SLURM sends submitit's USR2
+    (`--signal=USR2@signal_delay_s`), the job checkpoints and submitit requeues it (max_num_timeout=1), and it comes
+    back into the same folder and completes from last.ckpt. For the second attempt the test gives the limit back and
+    skips SLURM's two-minute hold of a requeued job. The other job has no requeue left (max_num_timeout=0): it
+    checkpoints, is not requeued, and the sweep names why, its last.ckpt left for the same command to resume."""
+    limited = ["hydra.launcher.signal_delay_s=50", *TINY, "trainer.max_steps=4000",
+               "trainer.checkpoint_every_n_steps=20", "seed=1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+    runs = {}
+    for name, requeues in (("requeued", 1), ("out_of_requeues", 0)):
+        sweep = tmp_path / name
+        command = ["-m", *SLURM, f"hydra.launcher.max_num_timeout={requeues}", *limited, f"hydra.sweep.dir={sweep}"]
+        runs[name] = (sweep, command, subprocess.Popen([sys.executable, "-m", "resablate", *command], cwd=tmp_path,
+                                                       env=env, text=True, stdout=subprocess.PIPE,
+                                                       stderr=subprocess.PIPE))
+    jobs = {}
+    for name, (sweep, _, _) in runs.items():
+        wait_for(lambda sweep=sweep: (sweep / "0" / "checkpoints" / "last.ckpt").exists(), f"checkpoint of {name}")
+        (jobs[name],) = submitted(sweep)
+        subprocess.run(["scontrol", "update", f"jobid={jobs[name]}", "TimeLimit=1"], check=True)
+    wait_for(lambda: scontrol_job(jobs["requeued"], settled=False)["JobState"] == "PENDING", "requeued job", 120)
+    subprocess.run(["scontrol", "update", f"jobid={jobs['requeued']}", "TimeLimit=10", "StartTime=now"], check=True)
+    results = {name: proc.communicate(timeout=300) for name, (_, _, proc) in runs.items()}
+
+    sweep, _, proc = runs["requeued"]
+    out, err = results["requeued"]
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    log = "".join(f.read_text() for f in (sweep / ".submitit").rglob("*_log.out"))
+    stopped = re.search(r"interrupted by SIGUSR2 at step (\d+) \(the same command resumes it\)", log)
+    assert stopped, f"the job finished before SLURM's time-limit signal (raise max_steps): {log[-3000:]}"
+    job = scontrol_job(jobs["requeued"])
+    assert (job["JobState"], job["Restarts"]) == ("COMPLETED", "1")
+    assert f"resuming from step {stopped.group(1)} " in log, log[-3000:]
+    summary = RunFolder(sweep / "0").summary()
+    assert (summary["status"], summary["steps"]) == ("completed", 4000)
+
+    sweep, command, proc = runs["out_of_requeues"]
+    out, err = results["out_of_requeues"]
+    assert proc.returncode == 1, out[-3000:] + err[-3000:]
+    assert "timed-out too many times" in err.strip().splitlines()[-1], err[-3000:]
+    left = RunFolder(sweep / "0").summary()
+    assert left["status"] == "interrupted" and left["signal"] == "SIGUSR2" and 0 < left["steps"] < 4000
+    assert scontrol_job(jobs["out_of_requeues"])["Restarts"] == "0"
+    assert RunFolder(sweep / "0").last_checkpoint()[1] == left["steps"]  # what the same command resumes from
