@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# A real two-node SLURM cluster on this machine, for trying SLURM sweeps and for the `cluster` tests:
+# A real two-node SLURM cluster and a PostgreSQL server on this machine, for trying SLURM sweeps and a shared Optuna
+# study, and for the `cluster` tests:
 #
-#   scripts/local_cluster.sh start     # munge, slurmctld and two slurmd (nodes n1, n2), all in a scratch folder
-#   eval "$(scripts/local_cluster.sh env)"   # SLURM_CONF for sbatch/srun/sinfo in this shell
+#   scripts/local_cluster.sh start     # munge, slurmctld, two slurmd (nodes n1, n2) and PostgreSQL, in a scratch folder
+#   eval "$(scripts/local_cluster.sh env)"   # SLURM_CONF (for sbatch/srun/sinfo) and RESABLATE_POSTGRES_URL
 #   python -m resablate -m hydra/launcher=slurm hydra.launcher.partition=local hydra.launcher.gpus_per_node=0 ...
+#   python -m resablate -m hydra/sweeper=optuna hydra.sweeper.storage="$RESABLATE_POSTGRES_URL" ...
 #   scripts/local_cluster.sh stop      # stops exactly what start started, removes the folder
 #
-# Needs Debian's slurm-wlm and munge (apt-get install -y slurm-wlm munge; .ci/run installs them) and root (the daemons
-# run as root, munged as the munge user). It installs nothing. Nodes: 1 CPU each, no GPU, no cgroups, no accounting
-# (use `scontrol show job` / `squeue`, not sacct). Folder: $RESABLATE_CLUSTER_DIR (default /tmp/resablate-cluster).
+# `start slurm` or `start postgres` starts one of the two. SLURM needs Debian's slurm-wlm and munge and root (the
+# daemons run as root, munged as the munge user); PostgreSQL needs Debian's postgresql (run as the postgres user when
+# started by root). It installs nothing (.ci/run installs the packages). Nodes: 1 CPU each, no GPU, no cgroups, no
+# accounting (use `scontrol show job` / `squeue`, not sacct). PostgreSQL: 127.0.0.1 only, at a free port, role
+# `resablate` with the password $RESABLATE_POSTGRES_PASSWORD (default: a random one), database `optuna`.
+# Folder: $RESABLATE_CLUSTER_DIR (default /tmp/resablate-cluster).
 set -euo pipefail
 
 DIR="${RESABLATE_CLUSTER_DIR:-/tmp/resablate-cluster}"
@@ -16,8 +21,10 @@ CONF="$DIR/slurm.conf"
 HOST="$(hostname -s)"
 
 need() {
+    local package="$1"
+    shift
     for tool in "$@"; do
-        command -v "$tool" >/dev/null 2>&1 || { echo "local_cluster: $tool not found: apt-get install -y slurm-wlm munge" >&2; exit 2; }
+        command -v "$tool" >/dev/null 2>&1 || { echo "local_cluster: $tool not found: apt-get install -y $package" >&2; exit 2; }
     done
 }
 
@@ -59,11 +66,13 @@ PartitionName=local Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP OverSubscr
 EOF
 }
 
-start() {
-    need munged slurmctld slurmd sinfo sbatch
-    if [ -f "$CONF" ] && status >/dev/null 2>&1; then echo "local_cluster: already running ($DIR)"; return 0; fi
-    [ "$(id -u)" = 0 ] || { echo "local_cluster: start needs root (the SLURM daemons run as root)" >&2; exit 2; }
-    rm -rf "$DIR"
+slurm_running() { [ -f "$DIR/slurmctld.pid" ] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null; }
+
+start_slurm() {
+    need "slurm-wlm munge" munged slurmctld slurmd sinfo sbatch
+    if slurm_running; then echo "local_cluster: SLURM already running ($DIR)"; return 0; fi
+    [ "$(id -u)" = 0 ] || { echo "local_cluster: SLURM needs root (its daemons run as root)" >&2; exit 2; }
+    rm -rf "$DIR/state" "$DIR/spool" "$DIR/munge"
     mkdir -p "$DIR/state" "$DIR/spool/n1" "$DIR/spool/n2" "$DIR/munge/key"
     chmod 755 "$DIR" "$DIR/munge"
     # munge: a key of our own, its socket in our folder, run as the munge user (it refuses root). The socket's folder
@@ -93,6 +102,55 @@ start() {
     exit 1
 }
 
+PG="$DIR/postgres"
+
+pg_bin() {  # Debian keeps PostgreSQL's server tools out of the PATH, under /usr/lib/postgresql/<version>/bin
+    local found
+    found="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    if [ -n "$found" ] && [ -x "$found/$1" ]; then echo "$found/$1"; else command -v "$1" || true; fi
+}
+
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+postgres_running() { [ -f "$PG/data/postmaster.pid" ] && as_postgres "$(pg_bin pg_ctl)" -D "$PG/data" status >/dev/null 2>&1; }
+
+start_postgres() {
+    local initdb pg_ctl port password
+    initdb="$(pg_bin initdb)"
+    pg_ctl="$(pg_bin pg_ctl)"
+    [ -n "$initdb" ] && [ -n "$pg_ctl" ] || { echo "local_cluster: PostgreSQL not found: apt-get install -y postgresql" >&2; exit 2; }
+    if postgres_running; then echo "local_cluster: PostgreSQL already running ($(cut -d@ -f2 "$PG/url"))"; return 0; fi
+    rm -rf "$PG"
+    mkdir -p "$PG"
+    chmod 755 "$DIR"
+    password="${RESABLATE_POSTGRES_PASSWORD:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 24)}"
+    printf '%s\n' "$password" > "$PG/pw"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$PG"
+    as_postgres "$initdb" -D "$PG/data" -U resablate --pwfile="$PG/pw" -A scram-sha-256 --no-sync >"$PG/initdb.log" 2>&1 \
+        || { cat "$PG/initdb.log" >&2; rm -rf "$PG"; exit 1; }
+    rm -f "$PG/pw"
+    port="$(free_port)"
+    if ! as_postgres "$pg_ctl" -D "$PG/data" -w -t 60 -l "$PG/log" \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $PG -c fsync=off" start >/dev/null; then
+        echo "local_cluster: PostgreSQL did not start; its log: $PG/log" >&2
+        cat "$PG/log" >&2 || true
+        exit 1
+    fi
+    PGPASSWORD="$password" "$(pg_bin createdb)" -h 127.0.0.1 -p "$port" -U resablate optuna
+    (umask 077; printf 'postgresql://resablate:%s@127.0.0.1:%s/optuna\n' "$password" "$port" > "$PG/url")
+    echo "local_cluster: PostgreSQL on 127.0.0.1:$port, database optuna; its URL: $PG/url"
+}
+
+start() {
+    mkdir -p "$DIR"
+    case "${1:-all}" in
+        all) start_slurm; start_postgres ;;
+        slurm) start_slurm ;;
+        postgres) start_postgres ;;
+        *) echo "usage: $0 start [all|slurm|postgres]" >&2; exit 2 ;;
+    esac
+}
+
 kill_pidfile() {
     local file="$1"
     [ -f "$file" ] || return 0
@@ -112,19 +170,30 @@ stop() {
     kill_pidfile "$DIR/slurmd.n2.pid"
     kill_pidfile "$DIR/slurmctld.pid"
     kill_pidfile "$DIR/munge/munged.pid"
+    if [ -f "$PG/data/postmaster.pid" ]; then
+        as_postgres "$(pg_bin pg_ctl)" -D "$PG/data" -m fast -w -t 60 stop >/dev/null 2>&1 || kill_pidfile "$PG/data/postmaster.pid"
+    fi
     rm -rf "$DIR"
     echo "local_cluster: stopped"
 }
 
 status() {
-    [ -f "$CONF" ] || { echo "local_cluster: not running"; return 1; }
-    SLURM_CONF="$CONF" sinfo -N -o '%N %t %c'
+    local any=1
+    if slurm_running; then SLURM_CONF="$CONF" sinfo -N -o '%N %t %c'; any=0; fi
+    if postgres_running; then echo "PostgreSQL: 127.0.0.1:$(cut -d: -f4 "$PG/url" | cut -d/ -f1)"; any=0; fi
+    [ "$any" = 0 ] || echo "local_cluster: not running"
+    return "$any"
+}
+
+env_lines() {
+    if [ -f "$CONF" ]; then echo "export SLURM_CONF=$CONF"; fi
+    if [ -f "$PG/url" ]; then echo "export RESABLATE_POSTGRES_URL='$(cat "$PG/url")'"; fi
 }
 
 case "${1:-}" in
-    start) start ;;
+    start) start "${2:-all}" ;;
     stop) stop ;;
     status) status ;;
-    env) echo "export SLURM_CONF=$CONF" ;;
-    *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+    env) env_lines ;;
+    *) echo "usage: $0 start [all|slurm|postgres]|stop|status|env" >&2; exit 2 ;;
 esac

@@ -5,10 +5,10 @@ adds `n_trials` to a resumed study instead of completing it, stops at the first 
 TPE sample the excluded end of `range(a, b)`. Here:
 
 - `n_trials` is the total the study holds (all states). Counting and asking (and creating optuna's tables) happen
-  under a lock on the storage, an OS lock next to a file storage or a PostgreSQL advisory lock (_storage.py), so
-  re-running a command runs only what is missing and workers started together, on one machine or several, never
-  overshoot. Other server databases (mysql) have no such lock: each extra worker started at the same moment may
-  overshoot by up to n_jobs - 1 trials.
+  under a lock on the storage, an OS lock next to a file storage, a PostgreSQL advisory lock or a MySQL/MariaDB named
+  lock (_storage.py), so re-running a command runs only what is missing and workers started together, on one machine
+  or several, never overshoot. Other server databases have no such lock: each extra worker started at the same moment
+  may overshoot by up to n_jobs - 1 trials.
 - Each trial is one Hydra job in `<sweep dir>/<trial number>`, told where its trial lives through
   `hydra.job.env_set.RESABLATE_OPTUNA_TRIAL` (see trial.py), so jobs prune themselves under any launcher.
 - A trial left RUNNING by a dead worker (killed sweep) is taken over by the next run: same number, parameters,
@@ -226,8 +226,8 @@ class OptunaSweeperImpl:
                 ) from None  # the chained error may carry the URL
         if not locked:
             log.info(
-                "Optuna sweeper: %s has no lock (a file or PostgreSQL has one); workers started together may overshoot "
-                "n_trials by up to n_jobs - 1 each",
+                "Optuna sweeper: %s has no lock (a file, PostgreSQL or MySQL has one); workers started together may "
+                "overshoot n_trials by up to n_jobs - 1 each",
                 _redact(self.storage_spec),
             )
         self._check_study()

@@ -88,6 +88,8 @@ def open_storage(spec: str, *, create: bool = True) -> Any:
 
 
 ADVISORY_KEY = 0x7265736162  # "resab": the PostgreSQL advisory lock of this sweeper, one per database
+LOCK_PREFIX = "resablate-sweeper:"  # MySQL's named lock, `<prefix><database>` (MySQL's lock names are server-wide)
+LOCK_WAIT_S = 60  # GET_LOCK's wait per try; a worker waits as many tries as it takes
 
 
 @contextlib.contextmanager
@@ -97,11 +99,12 @@ def storage_lock(spec: str) -> Iterator[bool]:
     never race to create the schema. Yields True when held.
 
     A file storage: an OS lock on `<storage file>.sweeper-lock` (not `.lock`, which optuna's journal backend uses for
-    its own symlink lock). PostgreSQL: a session advisory lock (`pg_advisory_lock`) on a connection of its own, which
-    the server drops if the worker dies. Other servers (MySQL, ...): no lock (yields False).
+    its own symlink lock). PostgreSQL: a session advisory lock (`pg_advisory_lock`); MySQL and MariaDB: a named lock
+    (`GET_LOCK`); each on a connection of its own, which the server drops, and the lock with it, if the worker dies.
+    Other servers: no lock (yields False).
     """
-    if spec.startswith("postgresql"):
-        with _advisory_lock(spec):
+    if spec.startswith(("postgresql", "mysql")):
+        with _server_lock(spec):
             yield True
         return
     path = storage_file(spec)
@@ -127,7 +130,7 @@ _ENGINES: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
-def _advisory_lock(spec: str) -> Iterator[None]:
+def _server_lock(spec: str) -> Iterator[None]:
     import sqlalchemy
 
     if spec not in _ENGINES:
@@ -136,23 +139,34 @@ def _advisory_lock(spec: str) -> Iterator[None]:
                                                       isolation_level="AUTOCOMMIT")
         except Exception as err:
             raise OptunaSweeperError(cannot_open(spec, err)) from None
+    engine = _ENGINES[spec]
     try:
-        connection = _ENGINES[spec].connect()
+        connection = engine.connect()
     except Exception as err:  # refused, a bad login, no such database
         raise OptunaSweeperError(cannot_open(spec, err)) from None
     with connection:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
+        if engine.dialect.name == "postgresql":
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
+            release, args = "SELECT pg_advisory_unlock(:key)", {"key": ADVISORY_KEY}
+        else:
+            args = {"name": (LOCK_PREFIX + str(engine.url.database))[:64], "wait": LOCK_WAIT_S}
+            while connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"), args).scalar() != 1:
+                pass  # 0: another worker held it for the whole wait; ask again
+            release = "SELECT RELEASE_LOCK(:name)"
         try:
             yield
         finally:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+            connection.execute(sqlalchemy.text(release), args)
 
 
 def cannot_open(spec: str, err: BaseException) -> str:
     """One line: the storage (password masked), what went wrong, and what to do about a missing driver."""
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     hint = ""
-    if isinstance(err, ModuleNotFoundError):
+    if isinstance(err, ModuleNotFoundError) and spec.startswith("mysql"):
+        hint = (f" (the database driver {err.name!r} is not installed: write mysql+pymysql:// and pip install "
+                "pymysql, or pip install -e '.[mysql]' in resablate)")
+    elif isinstance(err, ModuleNotFoundError):
         hint = (f" (the database driver {err.name!r} is not installed: pip install 'psycopg[binary]', or "
                 "pip install -e '.[postgres]' in resablate, for postgresql://)")
     return _scrub(f"Optuna sweeper: cannot open storage {_redact(spec)!r}: {type(err).__name__}: {reason}{hint}. "

@@ -1,6 +1,7 @@
-"""A real two-node SLURM cluster for the `cluster` tests: scripts/local_cluster.sh starts munge, slurmctld and two
-slurmd (n1, n2) in a scratch folder of this session, and stops exactly those at the end. Skipped where slurm-wlm and
-munge are not installed or the tests do not run as root (.ci/run installs them and runs as root)."""
+"""A real two-node SLURM cluster and a PostgreSQL server for the `cluster` tests: scripts/local_cluster.sh starts
+munge, slurmctld, two slurmd (n1, n2) and PostgreSQL in a scratch folder of this session, and stops exactly those at
+the end. Skipped where slurm-wlm and munge are not installed or the tests do not run as root (.ci/run installs them,
+and postgresql, and runs as root)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,6 +28,8 @@ SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=local", "hydra.launch
 
 @pytest.fixture(scope="session")
 def cluster():
+    """`cluster.conf`: its slurm.conf (also in SLURM_CONF while the tests run); `cluster.postgres`: the URL of its
+    PostgreSQL database `optuna` (tests.servers.create_database makes others on the same server)."""
     if MISSING:
         pytest.skip(f"{', '.join(MISSING)} not installed: apt-get install -y slurm-wlm munge")
     if os.geteuid() != 0:
@@ -39,10 +43,11 @@ def cluster():
         shutil.rmtree(folder, ignore_errors=True)
         pytest.fail(f"the local cluster did not start: {started.stdout}{started.stderr}")
     conf = str(folder / "cluster" / "slurm.conf")
+    postgres = (folder / "cluster" / "postgres" / "url").read_text().strip()
     previous = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = conf  # for the subprocesses: sbatch, squeue, scontrol
     try:
-        yield conf
+        yield SimpleNamespace(conf=conf, postgres=postgres)
     finally:
         stopped = subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=120)
         if previous is None:

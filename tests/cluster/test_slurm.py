@@ -91,42 +91,41 @@ def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster
     over (same machine: the dead owner's pid tells) and completes in the same folder."""
     import optuna
 
-    from tests.servers import PostgreSQL
+    from tests.servers import create_database
 
     sweep = tmp_path / "sweep"
-    with PostgreSQL() as server:
-        url = server.create_database("cluster_workers")
-        args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1",
-                f"hydra.sweeper.storage={url}", "hydra.sweeper.params.seed=range(1,100)", *TINY,
-                "trainer.max_steps=30", "trainer.checkpoint_every_n_steps=5", f"hydra.sweep.dir={sweep}"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
-        env.pop("WANDB_API_KEY", None)
-        command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "resablate", *args])
-        jobs = []
-        for node in ("n1", "n2"):
-            out = subprocess.run(["sbatch", "--parsable", "-w", node, "-o", str(tmp_path / f"{node}.out"),
-                                  f"--chdir={tmp_path}", f"--wrap={command}"], env=env, capture_output=True,
-                                 text=True, check=True).stdout
-            jobs.append(out.strip().split(";")[0])
-        local = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        orphan, deadline = None, time.monotonic() + 180
-        while orphan is None and time.monotonic() < deadline:  # a trial of the local worker, part trained
-            time.sleep(0.2)
-            studies = optuna.get_all_study_summaries(url)
-            running = optuna.load_study(study_name=studies[0].study_name, storage=url).trials if studies else []
-            for trial in running:
-                owner = trial.system_attrs.get("resablate:owner") or {}
-                if (trial.state.name == "RUNNING" and owner.get("pid") == local.pid
-                        and (sweep / str(trial.number) / "checkpoints" / "last.ckpt").exists()):
-                    orphan = trial.number
-        assert orphan is not None, "the local worker never had a part-trained trial"
-        local.kill()
-        local.wait()
-        for job in jobs:
-            assert scontrol_job(job, timeout=300)["JobState"] == "COMPLETED", (tmp_path / "n1.out").read_text()[-3000:]
-        (summary,) = optuna.get_all_study_summaries(url)
-        trials = optuna.load_study(study_name=summary.study_name, storage=url).trials
+    url = create_database(cluster.postgres, "cluster_workers")  # the cluster's own server (scripts/local_cluster.sh)
+    args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1",
+            f"hydra.sweeper.storage={url}", "hydra.sweeper.params.seed=range(1,100)", *TINY,
+            "trainer.max_steps=30", "trainer.checkpoint_every_n_steps=5", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+    env.pop("WANDB_API_KEY", None)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "resablate", *args])
+    jobs = []
+    for node in ("n1", "n2"):
+        out = subprocess.run(["sbatch", "--parsable", "-w", node, "-o", str(tmp_path / f"{node}.out"),
+                              f"--chdir={tmp_path}", f"--wrap={command}"], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        jobs.append(out.strip().split(";")[0])
+    local = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    orphan, deadline = None, time.monotonic() + 180
+    while orphan is None and time.monotonic() < deadline:  # a trial of the local worker, part trained
+        time.sleep(0.2)
+        studies = optuna.get_all_study_summaries(url)
+        running = optuna.load_study(study_name=studies[0].study_name, storage=url).trials if studies else []
+        for trial in running:
+            owner = trial.system_attrs.get("resablate:owner") or {}
+            if (trial.state.name == "RUNNING" and owner.get("pid") == local.pid
+                    and (sweep / str(trial.number) / "checkpoints" / "last.ckpt").exists()):
+                orphan = trial.number
+    assert orphan is not None, "the local worker never had a part-trained trial"
+    local.kill()
+    local.wait()
+    for job in jobs:
+        assert scontrol_job(job, timeout=300)["JobState"] == "COMPLETED", (tmp_path / "n1.out").read_text()[-3000:]
+    (summary,) = optuna.get_all_study_summaries(url)
+    trials = optuna.load_study(study_name=summary.study_name, storage=url).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 8
     assert (trials[orphan].system_attrs["resablate:owner"] or {}).get("pid") != local.pid  # taken over
     assert sorted(int(p.name) for p in sweep.iterdir() if p.name.isdigit()) == list(range(8))
