@@ -8,7 +8,8 @@
 #   python -m resablate -m hydra/sweeper=optuna hydra.sweeper.storage="$RESABLATE_POSTGRES_URL" ...
 #   scripts/local_cluster.sh stop      # stops exactly what start started, removes the folder
 #
-# `start slurm` or `start postgres` starts one of the two. SLURM needs Debian's slurm-wlm and munge and root (the
+# `start slurm` or `start postgres` starts one of the two; `start mysql` a MariaDB server (Debian's mariadb-server;
+# not part of `all`), database `optuna`, role `resablate` ($RESABLATE_MYSQL_PASSWORD, default random). SLURM needs Debian's slurm-wlm and munge and root (the
 # daemons run as root, munged as the munge user); PostgreSQL needs Debian's postgresql (run as the postgres user when
 # started by root). It installs nothing (.ci/run installs the packages). Nodes: 1 CPU each, no GPU, no cgroups, no
 # accounting (use `scontrol show job` / `squeue`, not sacct). PostgreSQL: 127.0.0.1 only, at a free port, role
@@ -141,13 +142,52 @@ start_postgres() {
     echo "local_cluster: PostgreSQL on 127.0.0.1:$port, database optuna; its URL: $PG/url"
 }
 
+MY="$DIR/mysql"
+
+mysql_running() { [ -f "$MY/mysqld.pid" ] && kill -0 "$(cat "$MY/mysqld.pid")" 2>/dev/null; }
+
+start_mysql() {
+    need mariadb-server mariadb-install-db mariadbd mariadb
+    if mysql_running; then echo "local_cluster: MariaDB already running ($(cut -d@ -f2 "$MY/url"))"; return 0; fi
+    local user port password
+    user="$(id -un)"
+    [ "$user" = root ] && user=mysql  # mariadbd refuses root; as root it switches to --user itself
+    rm -rf "$MY"
+    mkdir -p "$MY"
+    chmod 755 "$DIR"
+    [ "$(id -u)" = 0 ] && chown "$user" "$MY"
+    mariadb-install-db --no-defaults --user="$user" --datadir="$MY/data" --auth-root-authentication-method=socket \
+        --skip-test-db >"$MY/install.log" 2>&1 || { cat "$MY/install.log" >&2; rm -rf "$MY"; exit 1; }
+    port="$(free_port)"
+    mariadbd --no-defaults --user="$user" --datadir="$MY/data" --socket="$MY/mysqld.sock" --port="$port" \
+        --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$MY/mysqld.pid" --log-error="$MY/log" \
+        --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=64M </dev/null >/dev/null 2>&1 &
+    # The client logs in over the socket as the account of this OS user (root, or the user running the script).
+    local as=root
+    [ "$(id -u)" = 0 ] || as="$(id -un)"
+    for _ in $(seq 1 120); do
+        mariadb --no-defaults -S "$MY/mysqld.sock" -u "$as" -e "SELECT 1" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    password="${RESABLATE_MYSQL_PASSWORD:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 24)}"
+    if ! mariadb --no-defaults -S "$MY/mysqld.sock" -u "$as" -e "CREATE USER 'resablate'@'127.0.0.1' IDENTIFIED BY
+            '$password'; GRANT ALL PRIVILEGES ON *.* TO 'resablate'@'127.0.0.1'; CREATE DATABASE optuna;"; then
+        echo "local_cluster: MariaDB did not start; its log: $MY/log" >&2
+        cat "$MY/log" >&2 || true
+        exit 1
+    fi
+    (umask 077; printf 'mysql+pymysql://resablate:%s@127.0.0.1:%s/optuna\n' "$password" "$port" > "$MY/url")
+    echo "local_cluster: MariaDB on 127.0.0.1:$port, database optuna; its URL: $MY/url"
+}
+
 start() {
     mkdir -p "$DIR"
     case "${1:-all}" in
         all) start_slurm; start_postgres ;;
         slurm) start_slurm ;;
         postgres) start_postgres ;;
-        *) echo "usage: $0 start [all|slurm|postgres]" >&2; exit 2 ;;
+        mysql) start_mysql ;;
+        *) echo "usage: $0 start [all|slurm|postgres|mysql]" >&2; exit 2 ;;
     esac
 }
 
@@ -173,6 +213,7 @@ stop() {
     if [ -f "$PG/data/postmaster.pid" ]; then
         as_postgres "$(pg_bin pg_ctl)" -D "$PG/data" -m fast -w -t 60 stop >/dev/null 2>&1 || kill_pidfile "$PG/data/postmaster.pid"
     fi
+    kill_pidfile "$MY/mysqld.pid"
     rm -rf "$DIR"
     echo "local_cluster: stopped"
 }
@@ -181,6 +222,7 @@ status() {
     local any=1
     if slurm_running; then SLURM_CONF="$CONF" sinfo -N -o '%N %t %c'; any=0; fi
     if postgres_running; then echo "PostgreSQL: 127.0.0.1:$(cut -d: -f4 "$PG/url" | cut -d/ -f1)"; any=0; fi
+    if mysql_running; then echo "MariaDB: 127.0.0.1:$(cut -d: -f4 "$MY/url" | cut -d/ -f1)"; any=0; fi
     [ "$any" = 0 ] || echo "local_cluster: not running"
     return "$any"
 }
@@ -188,6 +230,7 @@ status() {
 env_lines() {
     if [ -f "$CONF" ]; then echo "export SLURM_CONF=$CONF"; fi
     if [ -f "$PG/url" ]; then echo "export RESABLATE_POSTGRES_URL='$(cat "$PG/url")'"; fi
+    if [ -f "$MY/url" ]; then echo "export RESABLATE_MYSQL_URL='$(cat "$MY/url")'"; fi
 }
 
 case "${1:-}" in
@@ -195,5 +238,5 @@ case "${1:-}" in
     stop) stop ;;
     status) status ;;
     env) env_lines ;;
-    *) echo "usage: $0 start [all|slurm|postgres]|stop|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 start [all|slurm|postgres|mysql]|stop|status|env" >&2; exit 2 ;;
 esac

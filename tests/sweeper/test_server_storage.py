@@ -1,6 +1,7 @@
-"""Several workers on one PostgreSQL study (a real server, tests/servers.py): started together on an empty database they
-create optuna's schema once (no `duplicate key ... pg_type_typname_nsp_index`), the study ends with exactly n_trials,
-no trial runs twice, and a worker killed mid-trial has its trial taken over. A refused login is one line."""
+"""Several workers on one study in a server database, PostgreSQL 15 and MariaDB 10.11 (real servers, tests/servers.py):
+started together on an empty database they create optuna's schema once (on PostgreSQL without the lock, the second
+died with `duplicate key ... pg_type_typname_nsp_index`), the study ends with exactly n_trials, no trial runs twice, and
+a worker killed mid-trial has its trial taken over. A refused login is one line."""
 
 from __future__ import annotations
 
@@ -10,19 +11,23 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from tests.servers import PostgreSQL
+from tests.servers import MariaDB, NotInstalled, PostgreSQL
 
 SEARCH = ("x=interval(0.0,2.0)", "depth=8,14")
+REFUSED = {"postgresql": "password authentication failed", "mysql+pymysql": "Access denied for user 'resablate'"}
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    with PostgreSQL() as server:
-        yield server
+@pytest.fixture(scope="module", params=[PostgreSQL, MariaDB], ids=["postgresql", "mariadb"])
+def server(request):
+    try:
+        with request.param() as running:
+            yield running
+    except NotInstalled as err:
+        pytest.skip(str(err))
 
 
-def test_three_workers_started_together_make_exactly_n_trials(sweep_app, postgres):
-    url = postgres.create_database("three_workers")
+def test_three_workers_started_together_make_exactly_n_trials(sweep_app, server):
+    url = server.create_database("three_workers")
     args = ("hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={url}", "sleep=0.2", *SEARCH)
     workers = [sweep_app.popen(*args) for _ in range(3)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
@@ -38,8 +43,8 @@ def test_three_workers_started_together_make_exactly_n_trials(sweep_app, postgre
     assert len(pids) >= 2  # the workers shared the study
 
 
-def test_a_worker_killed_mid_trial_has_its_trial_taken_over(sweep_app, postgres):
-    url = postgres.create_database("killed_worker")
+def test_a_worker_killed_mid_trial_has_its_trial_taken_over(sweep_app, server):
+    url = server.create_database("killed_worker")
     args = ("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={url}", "sleep=0.4", *SEARCH)
     first = sweep_app.popen(*args)
     sweep_app.wait_for(sweep_app.sweep_dir / "0" / "runs.txt", first)
@@ -56,12 +61,12 @@ def test_a_worker_killed_mid_trial_has_its_trial_taken_over(sweep_app, postgres)
     assert all(len(sweep_app.runs(n)) == 1 for n in range(1, 6))
 
 
-def test_a_refused_login_is_one_line_without_the_password(sweep_app, postgres):
-    url = postgres.url("postgres", password="wrong-pw-123")
+def test_a_refused_login_is_one_line_without_the_password(sweep_app, server):
+    url = server.url("optuna", password="wrong-pw-123")
     proc = sweep_app.run("hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={url}", *SEARCH, check=False)
     assert proc.returncode == 1
     assert "wrong-pw-123" not in proc.stdout + proc.stderr
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("Optuna sweeper: cannot open storage"))
-    assert line.startswith(f"Optuna sweeper: cannot open storage 'postgresql://resablate:***@127.0.0.1:{postgres.port}/")
-    assert "password authentication failed" in line
+    assert line.startswith(f"Optuna sweeper: cannot open storage '{server.SCHEME}://resablate:***@127.0.0.1:{server.port}/")
+    assert REFUSED[server.SCHEME] in line
     assert not sweep_app.job_dirs()
