@@ -38,6 +38,18 @@ def test_a_storage_that_cannot_be_opened_is_named_without_its_password(tmp_path)
     nowhere(SECRET, proc, tmp_path)
 
 
+def test_a_missing_database_driver_is_named_with_what_to_install(tmp_path):
+    """`mysql://` asks SQLAlchemy for MySQLdb (mysqlclient), which resablate does not ship: one line naming it, and
+    the URL form and extra that work."""
+    url = f"mysql://resablate:{SECRET}@127.0.0.1:{free_port()}/optuna"
+    proc = run_app([*SEARCH, f"hydra.sweeper.storage={url}"], cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("Optuna sweeper: cannot open storage"))
+    assert "'mysql://resablate:***@127.0.0.1:" in line and "No module named 'MySQLdb'" in line
+    assert "write mysql+pymysql:// and pip install pymysql, or pip install -e '.[mysql]' in resablate" in line
+    nowhere(SECRET, proc, tmp_path)
+
+
 def test_a_postgresql_study_runs_and_its_password_is_nowhere(tmp_path, postgres):
     url = postgres.create_database("secret_check")
     proc = run_app([*SEARCH, f"hydra.sweeper.storage={url}"], cwd=tmp_path)
