@@ -111,8 +111,8 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         jobs = executor.map_array(self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * len(job_overrides),
                                   list(numbers), [f"job_id_for_{n}" for n in numbers], [state] * len(job_overrides))
         watcher = queue_watcher()
-        for job in jobs:
-            job.watcher = watcher  # this batch only
+        for watched in [*jobs, *(task for job in jobs for task in job._sub_jobs)]:  # a multi-task job: its tasks
+            watched.watcher = watcher  # this batch only
         for job in jobs:
             job.wait()
         return [self._returned(job, number, overrides)

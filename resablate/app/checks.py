@@ -188,6 +188,9 @@ def check_trainer(trainer: DictConfig) -> None:
     if str(trainer.precision) in ("16-mixed", "16", "16-true") and accelerator_kind(str(trainer.accelerator)) != "cuda":
         raise ConfigError(f"trainer.precision={trainer.precision} needs a CUDA GPU (Lightning would run bf16 on a CPU "
                           "instead, and the run would record 16); on this machine: auto, 32-true, bf16-mixed")
+    if trainer.get("sync_batchnorm") is True and accelerator_kind(str(trainer.accelerator)) != "cuda":
+        raise ConfigError("trainer.sync_batchnorm=true needs CUDA GPUs (torch's SyncBatchNorm runs on CUDA only: the "
+                          "run would fail as it starts training); on this machine: false")
     extra_trainer_options(trainer)
     from pytorch_lightning.strategies import StrategyRegistry  # Lightning only where needed: a typo is refused at once
 

@@ -121,6 +121,8 @@ CASES = [
     (["trainer.accelerator=mps"], "resablate: error: trainer.accelerator=mps, but this machine has no MPS", 2),
     (["trainer.precision=16-mixed"], "resablate: error: trainer.precision=16-mixed needs a CUDA GPU (Lightning would "
      "run bf16 on a CPU instead", 2),
+    (["trainer=ddp", "+trainer.sync_batchnorm=true", "trainer.accelerator=cpu"], "resablate: error: "
+     "trainer.sync_batchnorm=true needs CUDA GPUs (torch's SyncBatchNorm runs on CUDA only", 2),
     (["+sweep=nope"], "resablate: error: sweep=nope is not an option; valid: arch_search, fig1, fig6, fig7", 2),
     (["data.val_size=300"], "resablate: error: data: val_size=300 must be < 256, the number of synthetic training", 2),
     ([*DATA, "data=imagenet"], "resablate: error: data.root has no value and no default: set data.root=... on", 2),
