@@ -233,6 +233,8 @@ class ResNet(nn.Module):
         options = dict(shortcut_options or {})
         shortcut_cls = _shortcut_class(shortcut, options)
         block_cls = BLOCKS[arch.block]
+        if "bn" in inspect.signature(shortcut_cls.__init__).parameters and options.get("bn") is None:
+            options["bn"] = not block_cls.preactivation  # R1: projection + BN; R2's pre-activation code: a bare 1x1
         self.arch = arch
         self.shortcut_name = SHORTCUTS.canonical(shortcut)
         self.preactivation = block_cls.preactivation

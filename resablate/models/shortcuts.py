@@ -25,10 +25,10 @@ def changes_shape(in_channels: int, out_channels: int, stride: int) -> bool:
     return stride != 1 or in_channels != out_channels
 
 
-def conv1x1_bn(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
-    )
+def conv1x1_bn(in_channels: int, out_channels: int, stride: int, bn: bool = True) -> nn.Sequential:
+    """A 1x1 projection, followed by BN unless `bn=False` (R2's pre-activation units: a bare convolution)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels)) if bn else nn.Sequential(conv)
 
 
 class ZeroPad(nn.Module):
@@ -127,13 +127,18 @@ class ZeroPadShortcut(Shortcut):
 
 @SHORTCUTS.register("projection", "B")
 class ProjectionShortcut(Shortcut):
-    """Option B (R1 3.3, Eq. 2): a 1x1 convolution + BN where dimensions change, identity elsewhere."""
+    """Option B (R1 3.3, Eq. 2): a 1x1 convolution + BN where dimensions change, identity elsewhere.
+
+    `bn`: whether BN follows the convolution. None (the default) lets the network choose from the block: yes in R1's
+    post-activation blocks, no in R2's pre-activation ones, where R2's code applies a bare 1x1 convolution to the
+    pre-activated input that the residual branch shares (ResNet-164: 1,703,258 parameters, not 1,704,154). `bn=true`
+    keeps a BN-projection in a pre-activation net, as an explicit variant."""
 
     preactivated = True
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bn: bool | None = None):
         super().__init__(in_channels, out_channels, stride)
-        self.proj = conv1x1_bn(in_channels, out_channels, stride)
+        self.proj = conv1x1_bn(in_channels, out_channels, stride, bn=bn is not False)
 
     def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
         return fx + self.proj(x)

@@ -43,6 +43,31 @@ def test_stride_on_3x3_is_torchvision_v1_5():
     assert count_macs(v15, (1, 3, 224, 224)) / 1e9 == pytest.approx(4.09, rel=0.01)
 
 
+# R2's code (KaimingHe/resnet-1k-layers, resnet-pre-act.lua) counted layer by layer (derived): a 3x3 stem conv without
+# BN; per unit BN-ReLU before each conv (convs without bias); where the dimensions grow, one BN-ReLU shared by the
+# residual branch and a bare 1x1 projection shortcut; a final BN-ReLU; the 10-way fc. Its file builds the 9n+2
+# bottleneck nets; ResNet-110 is the same unit with two 3x3 convs (projection where the dimensions grow).
+R2_CODE_PARAMS = {110: 1_730_522, 164: 1_703_258, 1001: 10_327_706}
+
+
+@pytest.mark.parametrize("depth", R2_CODE_PARAMS)
+def test_pre_activation_projection_nets_have_the_parameters_of_r2s_code(depth):
+    net = build_network(depth=depth, block="preact", shortcut="projection")
+    assert count_params(net) == R2_CODE_PARAMS[depth]
+    projections = [m for m in net.modules() if isinstance(m, SHORTCUTS["projection"])]
+    # Where the dimensions grow: stages 2 and 3, and stage 1 of a bottleneck net (16 -> 64 channels).
+    assert len(projections) == (2 if depth == 110 else 3) and all(len(m.proj) == 1 for m in projections)  # no BN
+    # The BN-projection variant, asked for: one BN per projection more (2 x its channels).
+    with_bn = build_network(depth=depth, block="preact", shortcut="projection", shortcut_options={"bn": True})
+    extra = sum(2 * m.out_channels for m in projections)
+    assert count_params(with_bn) == R2_CODE_PARAMS[depth] + extra
+
+
+def test_post_activation_projection_keeps_its_bn():
+    net = build_network(depth=34, shortcut="B", family="imagenet", num_classes=1000)
+    assert count_params(net) == IMAGENET[34][0]  # torchvision's ResNet-34: conv + BN on each projection
+
+
 def test_r2_bottleneck_cifar_sizes():
     assert (
         count_params(build_network(depth=164, block="preact", shortcut="projection")) / 1e6

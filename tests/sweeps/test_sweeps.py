@@ -124,6 +124,18 @@ def test_table6_declares_resnets_and_highway_nets():
     assert build(cfg) == 269_722  # ResNet-20, option A: R1 Table 6's 0.27M
 
 
+def test_the_r2_table3_sweep_builds_the_nets_of_r2s_code():
+    from tests.models.test_network import R2_CODE_PARAMS
+
+    _, jobs = compose_jobs("preact", ["+sweep=preact", "seed=0"])
+    built = {}
+    for job in jobs:
+        cfg = compose([o for o in job if not o.startswith("hydra.")])
+        built[(cfg.depth, cfg.block.name)] = build(cfg)
+    assert {depth: built[(depth, "preact")] for depth in (110, 164, 1001)} == R2_CODE_PARAMS
+    assert built[(110, "auto")] == 1_730_714  # R1's post-activation ResNet-110 with BN-projections (option B)
+
+
 @pytest.mark.parametrize("name", sorted(SEARCHES))
 def test_searches_compose_for_every_choice(name):
     from optuna.distributions import CategoricalDistribution
