@@ -146,12 +146,16 @@ def test_table1_cli_prints_the_papers_gmacs_beside_ours(tmp_path, capsys):
     header = [c.strip() for c in next(x for x in out.splitlines() if x.startswith("| layers")).split("|")[1:-1]]
     assert header[-3:] == ["GMACs (ours)", "GMACs (R1)", "diff %"]
     lines = {line.split("|")[1].strip(): dict(zip(header, [c.strip() for c in line.split("|")[1:-1]], strict=True))
-             for line in out.splitlines() if "-layer" in line}
-    assert list(lines) == ["18-layer", "34-layer", "50-layer", "101-layer", "152-layer"]
+             for line in out.splitlines() if line.startswith("|") and ("-layer" in line or "VGG" in line)}
+    assert list(lines) == ["18-layer", "34-layer", "50-layer", "101-layer", "152-layer", "VGG-19", "34-layer plain"]
     r50 = lines["50-layer"]
     assert (r50["# params"], r50["GMACs (R1)"], r50["GMACs (ours)"], r50["diff %"]) == ("25,557,032", "3.8", "3.86",
                                                                                       "+1.5")
-    assert [r["GMACs (R1)"] for r in lines.values()] == ["1.8", "3.6", "3.8", "7.6", "11.3"]
+    assert [r["GMACs (R1)"] for r in lines.values()] == ["1.8", "3.6", "3.8", "7.6", "11.3", "19.6", "3.6"]
+    # R1 3.3: the plain-34 baseline 3.6 billion multiply-adds, 18% of VGG-19's 19.6, by the same counter.
+    vgg, plain = lines["VGG-19"], lines["34-layer plain"]
+    assert float(vgg["GMACs (ours)"]) == pytest.approx(19.6, rel=0.02) and vgg["# params"] == "143,667,240"
+    assert float(plain["GMACs (ours)"]) == pytest.approx(3.6, rel=0.02) and plain["# params (torchvision)"] == "-"
     assert {p.name for p in tmp_path.iterdir()} == {"table1.md", "table1.tex", "table1.csv"}
 
 
