@@ -26,6 +26,7 @@ COLUMNS = (
     "run_dir", "status", "depth", "family", "block", "shortcut", "stage_depths", "widths", "dataset", "recipe", "seed",
     "params", "macs", "overrides", "global_batch", "precision", "max_steps", "steps", "train_error", "train_loss",
     "val_error", "test_error", "val_error5", "test_error5", "wall_seconds", "images_per_second", "error",
+    "test_protocol",
 )
 PLAIN = "none"
 # Shortcut names and the letters R1 gives them (section 3.3).
@@ -84,6 +85,9 @@ def load(paths: Sequence[str] | None = None) -> Runs:
     for i in frame.index[frame.status == "missing"]:
         for key, value in _from_config(frame.at[i, "run_dir"]).items():
             frame.at[i, key] = value
+    # Runs from before summaries named it were tested on one view: ImageNet's centre crop, another data set's image.
+    for i in frame.index[frame.test_protocol.isna()]:
+        frame.at[i, "test_protocol"] = "centre crop" if frame.at[i, "dataset"] == "imagenet" else "single view"
     return Runs(frame, source, notes)
 
 

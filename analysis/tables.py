@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.output import Artifact, fmt, write_table
-from analysis.paper import PAPER_DATASET, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
+from analysis.paper import PAPER_DATASET, PAPER_TEST_PROTOCOL, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
 from analysis.runs import Runs, describe, display_path, method_label, recipe_label
 
-KEY = ["dataset", "recipe", "max_steps", "shortcut", "depth", "block"]
+KEY = ["dataset", "test_protocol", "recipe", "max_steps", "shortcut", "depth", "block"]
 INCOMPLETE = ("failed", "diverged", "pruned", "interrupted", "missing")
 
 
@@ -211,6 +211,8 @@ def imagenet_table(runs: Runs, out: Path, name: str, paper_rows, top5: bool, ext
         "data set": numbers.dataset,
         "method": numbers.method,
         "recipe": [recipe_label(r.recipe, r.max_steps) for _, r in numbers.iterrows()],
+        "test": numbers.test_protocol.map(lambda p: "—" if p is None or pd.isna(p) else p),
+        "R1 test": PAPER_TEST_PROTOCOL[name],
         "# params": numbers.params.map(_millions),
         "n": numbers.n.astype(int),
         "top-1 err. mean ± std": [_mean_std(r["mean"], r["std"], r.n) for _, r in numbers.iterrows()],
@@ -228,6 +230,9 @@ def imagenet_table(runs: Runs, out: Path, name: str, paper_rows, top5: bool, ext
     title = f"R1 Table {number}: ImageNet val {what} error (%), ours on {_datasets(numbers)}"
     if top5:
         notes.insert(0, "Top-5 errors exist for data sets with 100 or more classes (summary test_error5).")
+    notes.append(f"'test': how our runs scored each test image (data.test_crops=10 for R1's "
+                 f"{PAPER_TEST_PROTOCOL[name]}, data.test_scales=[...] for multi-scale; runs of another protocol get "
+                 "their own row).")
     art = Artifact(name, title, "table", runs=used, notes=notes, table=shown)
     return write_table(art, numbers, out)
 

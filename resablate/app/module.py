@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resablate.builder import build_optimizer
+from resablate.models.scoring import class_scores
 
 
 def lr_at(step: int, recipe: dict, total_steps: int) -> float:
@@ -133,10 +134,15 @@ class ResNetModule(pl.LightningModule):
     # ---------------------------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch, dataloader_idx: int) -> None:
         x, y = batch
-        x = x.contiguous(memory_format=self.memory_format)
-        logits = self.net(x)
+        if isinstance(x, torch.Tensor) and x.dim() == 4:  # one view of each image
+            logits = self.net(x.contiguous(memory_format=self.memory_format))
+            loss = F.cross_entropy(logits, y, reduction="sum")
+        else:  # 10 crops (B, 10, C, H, W) or a list of scales (data.test_crops, data.test_scales): scores averaged
+            scores = class_scores(lambda v: self.net(v.contiguous(memory_format=self.memory_format)), x)
+            logits = scores.clamp_min(torch.finfo(scores.dtype).tiny).log()  # the averaged scores' log: same ranking
+            loss = F.nll_loss(logits, y, reduction="sum")
         # Counts in float32, not the logits' dtype: under bf16-mixed, bf16 holds integers exactly only up to 256
-        counts = [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().float()]
+        counts = [loss, (logits.argmax(1) != y).sum().float()]
         if self.top5:
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
             counts.append((~(top5 == y[:, None]).any(1)).sum().float())

@@ -311,6 +311,7 @@ def _base_summary(job: Job, trainer: pl.Trainer, decisions: Decisions) -> dict[s
     return {
         **net.describe(),
         "dataset": dm.name,
+        "test_protocol": getattr(dm, "test_protocol", "single view"),  # ImageNet: centre crop, 10-crop, multi-scale
         "recipe": job.recipe["name"],
         "seed": cfg.seed,
         "params": count_params(net),

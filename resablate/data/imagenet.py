@@ -5,14 +5,22 @@ Training (R1 3.4, following Krizhevsky et al. and Simonyan & Zisserman): "The im
 randomly sampled in [256, 480] for scale augmentation. A 224x224 crop is randomly sampled from an image or its
 horizontal flip, with the per-pixel mean subtracted. The standard color augmentation in [21] is used." Here: shorter
 side uniform in [256, 480], random 224 crop, horizontal flip, AlexNet's PCA lighting noise (std 0.1), then per-channel
-normalization. Evaluation: shorter side 256, centre 224 crop (the "center crop" of R1 Fig. 4).
+normalization. Validation during training: shorter side 256, centre 224 crop (the "center crop" of R1 Fig. 4).
+
+The test (after training, and `summary.json`'s `test_error`) follows `test_crops` / `test_scales` (R1 3.4):
+- `test_crops=1` (default): the centre crop, as validation;
+- `test_crops=10`: "the standard 10-crop testing" (R1 3.4, Tables 2 and 3): shorter side 256, the four corners and the
+  centre of the 224 crop and their horizontal flips, softmax scores averaged;
+- `test_scales=[224,256,384,480,640]`: "the fully-convolutional form ... average the scores at multiple scales (images
+  are resized such that the shorter side is in {224, 256, 384, 480, 640})" (R1 3.4, Table 4): the whole image at each
+  scale, one image per batch (their aspect ratios differ), scores averaged over the scales.
+The averaging is resablate.models.scoring.class_scores; `test_protocol` names the protocol for the summary.
 
 Deviations: per-channel mean/std normalization (the usual ImageNet statistics) stands in for the per-pixel mean image,
-which would need a pass over 1.28M images of different sizes; the paper's 10-crop and fully-convolutional multi-scale
-testing are not implemented (single centre crop). No split is held out of train/: val/ is the validation set and serves
-both `val_dataloader` and `test_dataloader` (the paper reports on it); `val_size` must be 0. ImageNet is never
-downloaded (its licence requires a login): `download` is accepted for a uniform config and has no effect. Images are
-decoded by `num_workers` worker processes; under DDP Lightning's DistributedSampler shards the loaders and pads the
+which would need a pass over 1.28M images of different sizes. No split is held out of train/: val/ is the validation
+set and serves both `val_dataloader` and `test_dataloader` (the paper reports on it); `val_size` must be 0. ImageNet is
+never downloaded (its licence requires a login): `download` is accepted for a uniform config and has no effect. Images
+are decoded by `num_workers` worker processes; under DDP Lightning's DistributedSampler shards the loaders and pads the
 evaluation set to a multiple of the world size, so up to world_size - 1 validation images can count twice when 50,000
 does not divide.
 """
@@ -69,13 +77,59 @@ def train_transform() -> v2.Compose:
 
 
 def eval_transform() -> v2.Compose:
-    return v2.Compose([
-        v2.Resize(EVAL_RESIZE),
-        v2.CenterCrop(CROP),
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(MEAN, STD),
-    ])
+    return v2.Compose([v2.Resize(EVAL_RESIZE), v2.CenterCrop(CROP), _to_tensor()])
+
+
+class TenCrops(nn.Module):
+    """10-crop testing: shorter side 256, the corners and centre of the 224 crop and their flips, stacked (10, 3, 224,
+    224) in torchvision's TenCrop order."""
+
+    def __init__(self):
+        super().__init__()
+        self.resize, self.crops = v2.Resize(EVAL_RESIZE), v2.TenCrop(CROP)
+        self.to_tensor = _to_tensor()
+
+    def forward(self, image) -> torch.Tensor:
+        return torch.stack([self.to_tensor(crop) for crop in self.crops(self.resize(image))])
+
+
+class Scales(nn.Module):
+    """Fully-convolutional multi-scale testing: the whole image with its shorter side at each scale, one tensor each."""
+
+    def __init__(self, scales: list[int]):
+        super().__init__()
+        self.resizes = [v2.Resize(scale) for scale in scales]
+        self.to_tensor = _to_tensor()
+
+    def forward(self, image) -> list[torch.Tensor]:
+        return [self.to_tensor(resize(image)) for resize in self.resizes]
+
+
+def _to_tensor() -> v2.Compose:
+    return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+
+
+def one_image_per_batch(samples: list) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Collate for multi-scale testing: ([(1, 3, H_s, W_s) per scale], labels (1,))."""
+    ((scales, label),) = samples
+    return [scale[None] for scale in scales], torch.tensor([label])
+
+
+TEST_CROPS = (1, 10)
+
+
+def check_protocol(test_crops: int, test_scales: list[int] | None) -> None:
+    if isinstance(test_crops, bool) or test_crops not in TEST_CROPS:
+        raise ValueError(f"test_crops={test_crops!r} is not valid; valid: 1 (centre crop), 10 (R1's 10-crop testing)")
+    if test_scales is None:
+        return
+    if not isinstance(test_scales, (list, tuple)) or not test_scales or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= CROP for s in test_scales):
+        raise ValueError(f"test_scales={test_scales!r} is not valid; valid: null, or a list of shorter sides >= {CROP} "
+                         "(R1: [224,256,384,480,640])")
+    if test_crops != 1:
+        raise ValueError(f"test_crops={test_crops} with test_scales={list(test_scales)}: choose one protocol "
+                         "(10-crop, or multi-scale on whole images)")
 
 
 def class_folders(folder: Path) -> list[str]:
@@ -106,9 +160,13 @@ class ImageNetData(pl.LightningDataModule):
         augment: bool = True,
         seed: int = 0,
         num_workers: int = 8,
+        test_crops: int = 1,
+        test_scales: list[int] | None = None,
     ):
         super().__init__()
         check_arguments(batch_size, eval_batch_size, val_size, train_size, seed)
+        check_protocol(test_crops, test_scales)
+        self.test_crops, self.test_scales = test_crops, list(test_scales) if test_scales is not None else None
         if val_size != 0:
             raise ValueError(f"val_size={val_size} must be 0 for imagenet: val/ is the validation set")
         if not isinstance(num_workers, int) or num_workers < 0:
@@ -167,7 +225,14 @@ class ImageNetData(pl.LightningDataModule):
         self._train, self.num_train = train, len(train)
         self._val = ImageFolder(str(root / "val"), transform=eval_transform())
 
-    def _loader(self, dataset: Dataset, argument: str, batch_size: int, train: bool) -> DataLoader:
+    @property
+    def test_protocol(self) -> str:
+        """How the test scores each image, for the summary and the tables."""
+        if self.test_scales is not None:
+            return "multi-scale " + ",".join(map(str, self.test_scales))
+        return "10-crop" if self.test_crops == 10 else "centre crop"
+
+    def _loader(self, dataset: Dataset, argument: str, batch_size: int, train: bool, collate=None) -> DataLoader:
         world = self.trainer.world_size if self.trainer is not None else 1
         workers = self.num_workers > 0
         return DataLoader(
@@ -180,6 +245,7 @@ class ImageNetData(pl.LightningDataModule):
             pin_memory=self.trainer is not None and self.trainer.strategy.root_device.type == "cuda",
             persistent_workers=workers,
             prefetch_factor=4 if workers else None,
+            collate_fn=collate,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -189,4 +255,12 @@ class ImageNetData(pl.LightningDataModule):
         return self._loader(self._val, "eval_batch_size", self.eval_batch_size, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+        if self.test_scales is None and self.test_crops == 1:
+            return self.val_dataloader()
+        root = Path(self.root) / "val"
+        if self.test_scales is not None:  # whole images of different shapes: one a batch on each rank
+            world = self.trainer.world_size if self.trainer is not None else 1
+            return self._loader(ImageFolder(str(root), transform=Scales(self.test_scales)), "eval_batch_size", world,
+                                train=False, collate=one_image_per_batch)
+        return self._loader(ImageFolder(str(root), transform=TenCrops()), "eval_batch_size", self.eval_batch_size,
+                            train=False)
