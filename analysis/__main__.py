@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from analysis import runs as run_records
+from analysis.ensemble import ensemble
 from analysis.fig7 import DEFAULT_MAX_IMAGES
 from analysis.report import ITEMS, report
 
-ARTIFACTS = {**ITEMS, "report": report}
+ARTIFACTS = {**ITEMS, "report": report, "ensemble": ensemble}
 NEEDS_NO_RUNS = ("table1",)
 
 
@@ -47,8 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         for note in runs.notes:
             print(note)
         print()
-    artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, recipe=args.recipe,
-                                    max_images=args.max_images)
+    if args.name == "ensemble" and not args.runs:
+        print("analysis: error: ensemble needs its members: --runs RUN_DIR RUN_DIR ...", file=sys.stderr)
+        return 2
+    try:
+        artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, recipe=args.recipe,
+                                        max_images=args.max_images)
+    except (FileNotFoundError, ValueError) as err:  # ensemble: members without checkpoints or of other test sets
+        print(f"analysis: error: {err}", file=sys.stderr)
+        return 2
     artifact.print()
     return 0
 

@@ -23,8 +23,7 @@ from torch import nn
 from analysis.output import Artifact, empty_panel, save_figure, write_csv
 from analysis.paper import PAPER_DATASET
 from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset, pick_recipe
-from resablate.builder import build_datamodule, build_net
-from resablate.records import LAST, RunFolder, load_checkpoint
+from analysis.trained import eval_batches, trained_network
 
 DEFAULT_MAX_IMAGES = 2000
 
@@ -66,33 +65,9 @@ def layer_response_std(net: nn.Module, batches: Iterable) -> list[float]:
 
 def run_layer_stds(run_dir: str, max_images: int = DEFAULT_MAX_IMAGES, device: str | None = None) -> list[float]:
     """Rebuild a run's network and test data from `.hydra/config.yaml`, load last.ckpt, and measure its responses."""
-    run = RunFolder(run_dir)
-    ckpt = run.checkpoints / LAST
-    if not ckpt.exists():
-        raise FileNotFoundError(f"no {ckpt.relative_to(run.path)}")
-    cfg = run.config()
-    datamodule = build_datamodule(cfg)
-    datamodule.setup("test")
-    net = build_net(cfg, datamodule)
-    state = load_checkpoint(ckpt)["state_dict"]
-    # keys are the network's prefixed by "net." (and "_orig_mod." under torch.compile)
-    weights = {k.removeprefix("net.").replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith("net.")}
-    net.load_state_dict(weights)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    net.to(device)
-
-    def batches():
-        seen = 0
-        for batch in datamodule.test_dataloader():
-            batch = [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]
-            x, _ = datamodule.on_after_batch_transfer(batch, 0)
-            x = x[: max_images - seen]
-            seen += len(x)
-            yield x
-            if seen >= max_images:
-                return
-
-    return layer_response_std(net, batches())
+    net, datamodule = trained_network(run_dir, device)
+    device = next(net.parameters()).device
+    return layer_response_std(net, (x for x, _ in eval_batches(datamodule, device, max_images)))
 
 
 def fig7(runs: Runs, out: Path, dataset: str | None = None, recipe: str | None = None,
