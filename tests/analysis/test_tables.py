@@ -125,8 +125,21 @@ def test_table3_top1_top5_and_differences(imagenet_runs, tmp_path):
     assert b34["diff"] == f"{24.5 - 24.52:+.2f}"
     assert b34["diff top-5"] == f"{7.2 - 7.46:+.2f}"
     assert b34["top-1 best"] == "24.00"
+    assert (b34["test"], b34["R1 test"]) == ("centre crop", "10-crop")  # runs from before test_protocol: centre crop
     assert one(art, method="ResNet-152")["n"] == 0
     assert "No runs (n = 0): plain-34, ResNet-34 A, ResNet-34 C, ResNet-50, ResNet-101, ResNet-152." in art.notes
+
+
+def test_runs_of_another_test_protocol_get_their_own_row(tmp_path):
+    for seed, protocol, top1 in ((0, None, 25.0), (1, "10-crop", 24.0), (2, "10-crop", 24.2)):
+        extra = {"test_protocol": protocol} if protocol else {}
+        write_run(tmp_path / f"b34_{seed}", depth=34, shortcut="projection", seed=seed, family="imagenet",
+                  dataset="imagenet", recipe="imagenet_paper", max_steps=600000, test_error=top1, test_error5=7.0,
+                  metrics=False, **extra)
+    art = table3(run_records.load([str(tmp_path)]), tmp_path / "out")
+    rows = art.table[art.table.method == "ResNet-34 B"]
+    assert [(r.test, r.n, r["R1 test"]) for _, r in rows.iterrows()] == [("10-crop", 2, "10-crop"),
+                                                                         ("centre crop", 1, "10-crop")]
 
 
 def test_table2_paper_rows_and_our_rows(imagenet_runs, zoo, tmp_path):
