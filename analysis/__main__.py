@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 from analysis import runs as run_records
+from analysis.compare import BY, METRICS, compare
+from analysis.constructed import constructed
 from analysis.ensemble import ensemble
 from analysis.fig7 import DEFAULT_MAX_IMAGES
 from analysis.report import ITEMS, report
 
-ARTIFACTS = {**ITEMS, "report": report, "ensemble": ensemble}
+ARTIFACTS = {**ITEMS, "report": report, "ensemble": ensemble, "compare": compare, "constructed": constructed}
 NEEDS_NO_RUNS = ("table1",)
 
 
@@ -26,6 +28,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", help="the data set a figure draws (default: the paper's, else the most common)")
     parser.add_argument("--recipe", help="the recipe a figure draws (default: the one with most runs)")
     parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="test images per run for fig7")
+    parser.add_argument("--by", choices=BY, default="shortcut", help="compare: what the compared arms differ in")
+    parser.add_argument("--metric", choices=sorted(METRICS), default="test_error", help="compare: the number compared")
     return parser.parse_args(argv)
 
 
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, recipe=args.recipe,
-                                        max_images=args.max_images)
+                                        max_images=args.max_images, by=args.by, metric=args.metric)
     except (FileNotFoundError, ValueError) as err:  # ensemble: members without checkpoints or of other test sets
         print(f"analysis: error: {err}", file=sys.stderr)
         return 2

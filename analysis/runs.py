@@ -26,7 +26,7 @@ COLUMNS = (
     "run_dir", "status", "depth", "family", "block", "shortcut", "stage_depths", "widths", "dataset", "recipe", "seed",
     "params", "macs", "overrides", "global_batch", "precision", "max_steps", "steps", "train_error", "train_loss",
     "val_error", "test_error", "val_error5", "test_error5", "wall_seconds", "images_per_second", "error",
-    "test_protocol",
+    "test_protocol", "init_from",
 )
 PLAIN = "none"
 # Shortcut names and the letters R1 gives them (section 3.3).

@@ -18,6 +18,7 @@ import pandas as pd
 from analysis.output import Artifact, fmt, write_table
 from analysis.paper import PAPER_DATASET, PAPER_TEST_PROTOCOL, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
 from analysis.runs import Runs, describe, display_path, method_label, recipe_label
+from analysis.stats import summary
 
 KEY = ["dataset", "test_protocol", "recipe", "max_steps", "shortcut", "depth", "block"]
 INCOMPLETE = ("failed", "diverged", "pruned", "interrupted", "missing")
@@ -62,9 +63,13 @@ def _builder_table1() -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------------ tables 2/3/6
 def _stats(values: pd.Series) -> dict:
-    v = pd.to_numeric(values, errors="coerce").dropna()
-    return {"n": len(v), "mean": v.mean() if len(v) else None, "std": v.std(ddof=1) if len(v) > 1 else None,
-            "best": v.min() if len(v) else None}
+    s = summary(pd.to_numeric(values, errors="coerce").dropna().tolist())
+    return {"n": s.n, "mean": s.mean, "std": s.std, "best": s.best, "ci_low": s.ci_low, "ci_high": s.ci_high}
+
+
+def _ci(low, high) -> str:
+    """The 95% interval of the mean over seeds; with fewer than 3 seeds none is claimed."""
+    return "—" if low is None or pd.isna(low) else f"[{low:.2f}, {high:.2f}]"
 
 
 @functools.cache  # ResNet-1202 costs seconds to build: once per process
@@ -139,7 +144,7 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
             table.loc[i, "diff"] = r["mean"] - p.reference if r.n else None
             if p.error5 is not None and r.get("mean5") is not None and not pd.isna(r.get("mean5")):
                 table.loc[i, "diff5"] = r["mean5"] - p.error5
-    for col in ("mean", "std", "best", "mean5", "std5", "best5", "diff", "diff5"):
+    for col in ("mean", "std", "best", "mean5", "std5", "best5", "diff", "diff5", "ci_low", "ci_high"):
         if col not in table.columns:
             table[col] = None
     table = table.reset_index(drop=True)
@@ -165,8 +170,9 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
     if len(unknown):
         notes.append(f"{len(unknown)} run folders could not be attributed to any row (no summary.json and no readable "
                      f"config): " + "; ".join(display_path(p) for p in unknown.run_dir))
-    notes.append("Statistics over completed runs' test error (%): std is the sample std (n - 1); diff = our mean - R1 "
-                 "(R1's mean where it gives one).")
+    notes.append("Statistics over completed runs' test error (%): std is the sample std (n - 1); 95% CI: a bootstrap "
+                 "interval of the mean over seeds (none with fewer than 3); diff = our mean - R1 (R1's mean where it "
+                 "gives one). Differences between our rows: python -m analysis compare --by shortcut|depth|block.")
     return table.drop(columns=["other_data"]), notes, used
 
 
@@ -216,6 +222,7 @@ def imagenet_table(runs: Runs, out: Path, name: str, paper_rows, top5: bool, ext
         "# params": numbers.params.map(_millions),
         "n": numbers.n.astype(int),
         "top-1 err. mean ± std": [_mean_std(r["mean"], r["std"], r.n) for _, r in numbers.iterrows()],
+        "95% CI": [_ci(r.ci_low, r.ci_high) for _, r in numbers.iterrows()],
         "top-1 best": numbers.best.map(fmt),
         "R1 top-1": numbers.paper_error.map(fmt),
         "diff": numbers["diff"].map(_diff),
@@ -258,6 +265,7 @@ def table6(runs: Runs, out: Path, **_) -> Artifact:
         "R1 # params": numbers.paper_params.map(lambda p: p or "—"),
         "n": numbers.n.astype(int),
         "error best (mean±std)": [_best_mean_std(r.best, r["mean"], r["std"], r.n) for _, r in numbers.iterrows()],
+        "95% CI": [_ci(r.ci_low, r.ci_high) for _, r in numbers.iterrows()],
         "R1 error": [_paper_cell(r) for _, r in numbers.iterrows()],
         "diff": numbers["diff"].map(_diff),
         "PyTorch repro.": numbers.repro.map(fmt),

@@ -9,24 +9,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from resablate.builder import build_datamodule, build_net
-from resablate.records import LAST, RunFolder, load_checkpoint
+from resablate.builder import build_datamodule, trained_net
+from resablate.records import LAST, RunFolder
 
 
 def trained_network(run_dir: str, device: str | None = None) -> tuple[nn.Module, Any]:
     """(the run's network with its last weights, in eval mode on `device`; its data module, set up for the test)."""
     run = RunFolder(run_dir)
-    ckpt = run.checkpoints / LAST
-    if not ckpt.exists():
-        raise FileNotFoundError(f"no {ckpt.relative_to(run.path)}")
-    cfg = run.config()
-    datamodule = build_datamodule(cfg)
+    if not (run.checkpoints / LAST).exists():  # before its data is looked for: the missing checkpoint is the news
+        raise FileNotFoundError(f"no {(run.checkpoints / LAST).relative_to(run.path)}")
+    datamodule = build_datamodule(run.config())
     datamodule.setup("test")
-    net = build_net(cfg, datamodule)
-    state = load_checkpoint(ckpt)["state_dict"]
-    # keys are the network's prefixed by "net." (and "_orig_mod." under torch.compile)
-    weights = {k.removeprefix("net.").replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith("net.")}
-    net.load_state_dict(weights)
+    net, _ = trained_net(run_dir, datamodule)
     net.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
     return net, datamodule
 

@@ -111,6 +111,57 @@ def _network_options(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def trained_net(run_dir: str | Path, data: Any = None) -> tuple[ResNet, DictConfig]:
+    """A trained run's network, rebuilt from its composed config with the weights of its `checkpoints/last.ckpt`,
+    and that config; `data` gives the number of classes and the image shape (default: the run's own data module)."""
+    from resablate.records import LAST, RunFolder, load_checkpoint
+
+    run = RunFolder(run_dir)
+    ckpt = run.checkpoints / LAST
+    if not ckpt.exists():
+        raise FileNotFoundError(f"no {ckpt.relative_to(run.path)}")
+    cfg = run.config()
+    net = build_net(cfg, data if data is not None else build_datamodule(cfg))
+    state = load_checkpoint(ckpt)["state_dict"]
+    # keys are the network's prefixed by "net." (and "_orig_mod." under torch.compile)
+    net.load_state_dict({k.removeprefix("net.").replace("_orig_mod.", ""): v for k, v in state.items()
+                         if k.startswith("net.")})
+    return net, cfg
+
+
+STATS_BATCHES = 20  # training batches that measure what reaches the added layers of a constructed net
+
+
+def initialise_from(cfg: DictConfig, net: ResNet, datamodule: Any, source: str | None = None) -> str | None:
+    """`model.init_from=<run folder>`: `net` becomes R1 section 1's constructed solution from that shallower plain
+    run (resablate.models.construct.extend), measured on up to STATS_BATCHES training batches of `datamodule` (set up,
+    as they reach the network: mean-subtracted, not augmented). Returns the folder, or None without init_from.
+    `source` stands for the config's folder (analysis: the absolute one the run's summary recorded)."""
+    source = source or cfg.model.get("init_from")
+    if not source:
+        return None
+    from itertools import islice
+
+    from resablate.models.construct import extend
+
+    where = f"model.init_from={source}"
+    try:
+        shallow, shallow_cfg = trained_net(source, datamodule)
+    except FileNotFoundError as err:
+        raise ConfigError(f"{where}: {err} there; it names the run folder of a trained shallower plain net") from None
+    if str(shallow_cfg.data.get("_target_")) != str(cfg.data.get("_target_")):
+        raise ConfigError(f"{where} was trained on {shallow_cfg.data._target_}, this run is on {cfg.data._target_}: "
+                          "the constructed net is the shallow one only on the same data")
+    datamodule.setup("fit")  # done already when the data was checked: the same call finds it done
+    batches = (datamodule.on_after_batch_transfer(batch, 0)[0]
+               for batch in islice(datamodule.train_dataloader(), STATS_BATCHES))
+    try:
+        extend(shallow, net, batches)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return str(Path(source).resolve())
+
+
 def build_net(cfg: DictConfig, data: Any) -> ResNet:
     """The network of `cfg` for `data` (a data module, or anything with its `num_classes`, `in_channels` and
     `image_size`); ConfigError naming the bad value."""

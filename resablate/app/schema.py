@@ -103,6 +103,7 @@ class ModelConfig:
     widths: list[int] | None = None
     width_multiplier: float = 1.0
     zero_init_last: bool = False
+    init_from: str | None = None  # R1 section 1's constructed solution: a shallower plain run's folder
 
 
 @dataclass

@@ -48,7 +48,7 @@ from resablate.app.hardware import SIDE_BY_SIDE_ENV, Decisions, apply_threads, d
 from resablate.app.module import ResNetModule
 from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
-from resablate.builder import ConfigError, build_net, enum_name, to_container
+from resablate.builder import ConfigError, build_net, enum_name, initialise_from, to_container
 from resablate.models import ResNet, count_macs, count_params
 from resablate.records import LAST, RunFolder, RunFolderBusy
 
@@ -72,6 +72,7 @@ class Job:
     side_by_side: int  # jobs of this sweep running at once on this machine
     started: float  # time.time() as the job began: its start-up lasts until the first training step
     wandb_mode: str  # check_wandb's answer: online, offline or disabled
+    init_from: str | None = None  # the shallower run this net was constructed from (model.init_from)
 
 
 def prepare(cfg: DictConfig) -> Job:
@@ -85,6 +86,7 @@ def prepare(cfg: DictConfig) -> Job:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
     net = build_net(cfg, datamodule)
     check_data(datamodule, contents=True)
+    init_from = initialise_from(cfg, net, datamodule)  # R1 1's constructed solution; resumed runs load over it
     run = RunFolder(run_dir)
     try:
         run.check_writable()
@@ -96,7 +98,7 @@ def prepare(cfg: DictConfig) -> Job:
     recipe = to_container(cfg.recipe)
     warmup = uses_warmup(recipe["warmup"], net.arch.depth)
     return Job(cfg, run, net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins,
-               _jobs_side_by_side(), started, wandb_mode)
+               _jobs_side_by_side(), started, wandb_mode, init_from)
 
 
 def train(cfg: DictConfig) -> tuple[float | list[float], str]:
@@ -312,6 +314,7 @@ def _base_summary(job: Job, trainer: pl.Trainer, decisions: Decisions) -> dict[s
         **net.describe(),
         "dataset": dm.name,
         "test_protocol": getattr(dm, "test_protocol", "single view"),  # ImageNet: centre crop, 10-crop, multi-scale
+        "init_from": job.init_from,
         "recipe": job.recipe["name"],
         "seed": cfg.seed,
         "params": count_params(net),

@@ -86,7 +86,8 @@ def test_killed_then_preempted_run_ends_equal_to_its_uninterrupted_twin(in_proce
     # 3. The same command again finishes the run.
     code, out, err = in_process(command)
     assert code == 0, err[-3000:]
-    assert "resuming" not in out
+    assert "resuming from the previous checkpoint" not in out  # last.ckpt is whole again
+    assert f"[resablate] resuming from step {summary['steps']} ({last})" in out
     resumed, uninterrupted = (json.loads((d / "summary.json").read_text()) for d in (run, twin_dir))
     assert resumed["status"] == "completed" and resumed["steps"] == 48
     assert {k: resumed[k] for k in RESULT} == {k: uninterrupted[k] for k in RESULT}

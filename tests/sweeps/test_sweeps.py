@@ -33,6 +33,8 @@ GRIDS = {
     "preact": (30, 5, "cifar_paper", "CIFAR10Data"),
     "table2": (12, 3, "imagenet_paper", "ImageNetData"),
     "table3": (21, 3, "imagenet_paper", "ImageNetData"),
+    "degradation": (12, 3, "quick", "FashionMNISTData"),
+    "constructed": (3, 3, "quick", "FashionMNISTData"),
 }
 SEARCHES = {
     "arch_search": (["minimize", "minimize"], ["depth", "block", "shortcut", "model.width_multiplier"], "none"),
