@@ -86,7 +86,7 @@ def prepare(cfg: DictConfig) -> Job:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
     net = build_net(cfg, datamodule)
     check_data(datamodule, contents=True)
-    init_from = initialise_from(cfg, net, datamodule)  # R1 1's constructed solution; resumed runs load over it
+    init_from = initialise_from(cfg, net, datamodule)  # R1 section 1's constructed net; a resume loads over it
     run = RunFolder(run_dir)
     try:
         run.check_writable()
