@@ -27,6 +27,7 @@ from analysis.output import Artifact, empty_panel, fmt, save_figure, write_table
 from analysis.runs import Runs, display_path, method_label, recipe_label
 from analysis.trained import eval_batches, trained_network
 from resablate.builder import build_datamodule, build_net, initialise_from
+from resablate.models.scoring import class_scores
 from resablate.records import RunFolder
 
 ROLES = ("shallow, trained", "constructed, before training", "from scratch, trained", "constructed, after training")
@@ -35,28 +36,20 @@ SAME = ("dataset", "recipe", "max_steps", "shortcut", "depth", "block", "seed")
 
 @torch.no_grad()
 def errors(net: torch.nn.Module, datamodule, max_train_images: int) -> tuple[float, float]:
-    """(error % on the first `max_train_images` training images, un-augmented; error % on the test set), eval mode."""
+    """(error % on the first `max_train_images` training images, un-augmented; error % on the test set), eval mode,
+    each image scored as the test scores it (resablate.models.scoring)."""
     device = next(net.parameters()).device
     net.eval()
 
     def error(batches) -> float:
         wrong = seen = 0
         for x, y in batches:
-            wrong += int((net(x.to(device)).argmax(1) != y.to(device)).sum())
+            wrong += int((class_scores(net, x).argmax(1) != y).sum())
             seen += len(y)
         return 100.0 * wrong / max(seen, 1)
 
-    def train_batches():
-        seen = 0
-        for batch in datamodule.train_dataloader():
-            x, y = datamodule.on_after_batch_transfer(batch, 0)  # in-memory data: to floats; not augmented here
-            x, y = x[: max_train_images - seen], y[: max_train_images - seen]
-            seen += len(y)
-            yield x, y
-            if seen >= max_train_images:
-                return
-
-    return error(train_batches()), error(eval_batches(datamodule, device))
+    train = eval_batches(datamodule, device, max_train_images, loader=datamodule.train_dataloader())
+    return error(train), error(eval_batches(datamodule, device))
 
 
 def _same_path(a, b) -> bool:

@@ -16,7 +16,7 @@ from resablate.records import LAST, RunFolder
 def trained_network(run_dir: str, device: str | None = None) -> tuple[nn.Module, Any]:
     """(the run's network with its last weights, in eval mode on `device`; its data module, set up for the test)."""
     run = RunFolder(run_dir)
-    if not (run.checkpoints / LAST).exists():  # before its data is looked for: the missing checkpoint is the news
+    if not (run.checkpoints / LAST).exists():  # before its data module, whose construction looks for the data
         raise FileNotFoundError(f"no {(run.checkpoints / LAST).relative_to(run.path)}")
     datamodule = build_datamodule(run.config())
     datamodule.setup("test")
@@ -25,11 +25,13 @@ def trained_network(run_dir: str, device: str | None = None) -> tuple[nn.Module,
     return net, datamodule
 
 
-def eval_batches(datamodule: Any, device: torch.device | str, max_images: int | None = None) -> Iterator[tuple]:
-    """(x, y) of the test set in order, on `device`, as the network sees them (after the data module's batch
-    transform); x is one tensor, or the views of each image under ImageNet's 10-crop and multi-scale testing."""
+def eval_batches(datamodule: Any, device: torch.device | str, max_images: int | None = None,
+                 loader: Any = None) -> Iterator[tuple]:
+    """(x, y) of the test set (or of `loader`, one of the data module's loaders) in order, on `device`, as the network
+    sees them (after the data module's batch transform, which augments nothing outside training); x is one tensor, or
+    the views of each image under ImageNet's 10-crop and multi-scale testing."""
     seen = 0
-    for batch in datamodule.test_dataloader():
+    for batch in datamodule.test_dataloader() if loader is None else loader:
         x, y = _to(batch, device)
         if hasattr(datamodule, "on_after_batch_transfer"):
             x, y = datamodule.on_after_batch_transfer((x, y), 0)
