@@ -192,6 +192,15 @@ def hide_storage_password(args: list[str]) -> list[str]:
     return out
 
 
+def runs_a_sweep(args: list[str]) -> bool:
+    """`-m`, `hydra.mode=MULTIRUN`, or `+sweep=<file>` (every file in sweeps/ declares `hydra.mode: MULTIRUN`): the
+    command runs a sweep, whose jobs record their outcomes for its closing line and its exit status."""
+    if {"-m", "--multirun"} & set(args):
+        return True
+    keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[1].strip("'\"") for a in args if "=" in a}
+    return keys.get("hydra.mode", "MULTIRUN" if naming.SWEEP_GROUP in keys else "RUN").upper() == "MULTIRUN"
+
+
 def cli() -> None:
     """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
     line naming the value; then the Hydra app runs, and a sweep ends with its closing line."""
@@ -208,7 +217,7 @@ def cli() -> None:
         checks.refuse(str(err))
     EXISTED.clear()
     checks.SWEEP.clear()
-    if not {"-m", "--multirun"} & set(sys.argv[1:]):
+    if not runs_a_sweep(sys.argv[1:]):
         EXISTED.update(RunFolder(run_dir or Path("outputs", "<named once composed>")).existing())
         main()
         return

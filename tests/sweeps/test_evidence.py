@@ -9,8 +9,19 @@ import pytest
 
 from analysis.__main__ import main
 from resablate.records import RunFolder
-from tests.conftest import needs_fashion_mnist, run_app
+from tests.conftest import compose_app, needs_fashion_mnist, run_app
 from tests.sweeps.test_sweeps import header_commands
+
+
+def test_the_constructed_sweep_trains_as_the_degradation_sweep_trained_its_plain_56_from_scratch():
+    """R1's comparison is only fair with the same data, recipe, length and launcher: the two files must not drift."""
+    degradation, constructed = (compose_app([f"+sweep={name}", "seed=0"], return_hydra_config=True)
+                                for name in ("degradation", "constructed"))
+    for key in ("data", "recipe", "trainer", "channels_last"):
+        assert constructed[key] == degradation[key], key
+    assert constructed.hydra.launcher == degradation.hydra.launcher
+    assert (constructed.shortcut.name, constructed.depth) == ("none", 56)
+    assert constructed.model.init_from == "multirun/degradation/depth=20,seed=0,shortcut=none"
 
 
 @pytest.mark.slow

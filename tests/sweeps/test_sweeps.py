@@ -90,7 +90,7 @@ def test_every_declared_run_composes_and_builds(name):
     runs, seeds, recipe, data = GRIDS[name]
     full, short = header_commands(name)
     master, jobs = compose_jobs(name, full)
-    assert master.hydra.mode.name == "MULTIRUN"  # `+sweep=NAME` sweeps with or without -m
+    assert master.hydra.mode.name == "MULTIRUN"  # `+sweep=NAME` sweeps with or without -m (cli.runs_a_sweep)
     assert len(jobs) == runs
     folders = [job[-1].split("=", 1)[1].strip("'") for job in jobs]
     assert len(set(folders)) == runs and all("seed=" in f for f in folders)
@@ -147,6 +147,7 @@ def test_searches_compose_for_every_choice(name):
     direction, params, pruner = SEARCHES[name]
     full, short = header_commands(name)
     master = compose(full, return_hydra_config=True)
+    assert master.hydra.mode.name == "MULTIRUN"  # `+sweep=NAME` sweeps with or without -m (cli.runs_a_sweep)
     sweeper = master.hydra.sweeper
     assert OmegaConf.to_container(sweeper)["direction"] == direction
     assert (list(sweeper.params), sweeper.pruner) == (params, pruner)
@@ -217,9 +218,25 @@ def test_fig1_shortened_runs_end_to_end_and_a_rerun_adds_nothing(tmp_path):
                 summary["recipe"]) == ("completed", depth, "none", "fashion_mnist", 20, "cifar_paper")
         assert 0 <= summary["test_error"] <= 100
     assert "grids sweeper: 2 jobs in" in out.stdout + out.stderr
+    # +sweep=<file> without -m is a sweep too (the file says MULTIRUN): its jobs are counted in its closing line
+    closing = out.stdout.strip().splitlines()[-1]
+    assert closing.startswith("[resablate] sweep ") and closing.endswith(f"{subdir.name}: 2 jobs: 2 completed; exit 0")
 
     again = run_app(args, cwd=tmp_path).stdout
     assert again.count("already completed, nothing to do") == 2
+    assert again.strip().splitlines()[-1].endswith(": 2 jobs: 2 already completed; exit 0")
+
+
+@pytest.mark.parametrize("args,sweep", [
+    (["+sweep=fig1", "seed=0"], True), (["sweep=fig1"], True), (["-m", "depth=20,56"], True),
+    (["depth=20", "--multirun"], True), (["hydra.mode=MULTIRUN", "depth=20,56"], True), (["depth=20"], False),
+    (["+sweep=fig1", "hydra.mode=RUN"], False), (["shortcut=projection", "seed=3"], False),
+])
+def test_a_command_is_a_sweep_with_m_with_multirun_mode_or_with_a_sweep_file(args, sweep):
+    from resablate.app.cli import runs_a_sweep
+
+    assert runs_a_sweep(args) is sweep
+
 
 
 @needs_fashion_mnist
