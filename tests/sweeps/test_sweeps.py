@@ -238,7 +238,6 @@ def test_a_command_is_a_sweep_with_m_with_multirun_mode_or_with_a_sweep_file(arg
     assert runs_a_sweep(args) is sweep
 
 
-
 @needs_fashion_mnist
 def test_the_real_app_prunes_a_clearly_bad_trial(tmp_path):
     """The study already holds a perfect trial (0 % validation error at steps 10, 20, 30). The next trial, a real
