@@ -22,6 +22,7 @@ def test_ctrl_c_saves_a_checkpoint_says_interrupted_and_exits_130(in_process, tm
     """Ctrl-C during step 10 (of 48; no evaluation there): the step ends, last.ckpt is saved, exit 130; the same
     command resumes and ends equal, row for row, to the uninterrupted twin."""
     run, twin = tmp_path / "run", tmp_path / "twin"
+    before = signal.getsignal(signal.SIGINT)  # Python's own; SIG_IGN where the shell started pytest with `&`
     run_twin(in_process, twin)
     out, err = sigterm_during_step(in_process, monkeypatch, run, 10, signal.SIGINT)
     summary = RunFolder(run).summary()
@@ -29,7 +30,7 @@ def test_ctrl_c_saves_a_checkpoint_says_interrupted_and_exits_130(in_process, tm
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 10
     assert "interrupted by SIGINT at step 10 (the same command resumes it)" in out
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own Ctrl-C is back
+    assert signal.getsignal(signal.SIGINT) is before  # the Ctrl-C handler of before the run is back
     resume_equals_twin(in_process, run, twin)
 
 
