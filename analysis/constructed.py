@@ -8,8 +8,8 @@ the shallow net's layers copied, the added ones identities; resablate.models.con
 - the constructed net after training (the run itself).
 All four are measured here the same way, in eval mode and in float32 (the construction is exact in float32; under a
 bf16-mixed run's own autocast each of the added layers rounds, which flipped 1 of 10,000 test images in the degradation
-sweep's nets): the error on the first training images without augmentation
-("train", up to --max-images of them) and on the whole test set. The paper's argument: the constructed net starts with
+sweep's nets): the error on the first training images without augmentation ("train", up to --max-images of them) and
+on the whole test set. The paper's argument: the constructed net starts with
 the shallow net's errors, so a deeper net *can* be as good; the net trained from scratch is not (the solver does not
 find such solutions). The figure draws the two trained deeper nets' curves (training error dashed, test error bold)
 with the shallow net's final errors as horizontal lines.

@@ -17,7 +17,7 @@ import torch
 
 from analysis.output import Artifact, write_table
 from analysis.runs import Runs, display_path, method_label
-from analysis.trained import eval_batches, run_precision, trained_network
+from analysis.trained import eval_batches, trained_network
 from resablate.models.scoring import class_scores
 
 
@@ -40,14 +40,18 @@ def ensemble_errors(member_scores: list[np.ndarray], labels: np.ndarray, top5: b
     return [errors(s, labels, top5) for s in member_scores], errors(np.mean(member_scores, axis=0), labels, top5)
 
 
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # a run's precision -> the dtype it tested in
+
+
 def member_scores(run_dir: str, precision: str | None = None, device: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray, str, int]:
     """(softmax scores (N, C), labels (N,), data set name, number of classes) of one trained run on its test set, in
     the run's own precision (its summary's: bf16-mixed runs are scored under bf16 autocast, as their test was)."""
     net, datamodule = trained_network(run_dir, device)
     device = next(net.parameters()).device
+    dtype = AUTOCAST.get(str(precision))
     scores, labels = [], []
-    with torch.no_grad(), run_precision(precision, device):
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         for x, y in eval_batches(datamodule, device):
             scores.append(class_scores(net, x).cpu().numpy())
             labels.append(y.cpu().numpy())

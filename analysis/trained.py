@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,15 +11,6 @@ from torch import nn
 
 from resablate.builder import build_datamodule, trained_net
 from resablate.records import LAST, RunFolder
-
-AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # a run's precision -> the dtype it tested in
-
-
-def run_precision(precision: str | None, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast a run of `precision` (its summary's) scored its test under: bf16-mixed runs under bf16 autocast,
-    32-bit runs under none, so that a run brought back scores its images as its own test did."""
-    dtype = AUTOCAST.get(str(precision))
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def trained_network(run_dir: str, device: str | None = None) -> tuple[nn.Module, Any]:
