@@ -11,9 +11,11 @@ from analysis.compare import BY, METRICS, compare
 from analysis.constructed import constructed
 from analysis.ensemble import ensemble
 from analysis.fig7 import DEFAULT_MAX_IMAGES
+from analysis.inventory import runs_table
 from analysis.report import ITEMS, report
 
-ARTIFACTS = {**ITEMS, "report": report, "ensemble": ensemble, "compare": compare, "constructed": constructed}
+ARTIFACTS = {**ITEMS, "report": report, "ensemble": ensemble, "compare": compare, "constructed": constructed,
+             "runs": runs_table}
 NEEDS_NO_RUNS = ("table1",)
 
 
@@ -28,7 +30,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", help="the data set a figure draws (default: the paper's, else the most common)")
     parser.add_argument("--recipe", help="the recipe a figure draws (default: the one with most runs)")
     parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="test images per run for fig7")
-    parser.add_argument("--by", choices=BY, default="shortcut", help="compare: what the compared arms differ in")
+    parser.add_argument("--by", default="shortcut", metavar="KEY",
+                        help=f"compare: the configuration key the compared arms differ in ({', '.join(BY)}, or any "
+                             "dotted key such as recipe.lr or shortcut.gate_bias)")
     parser.add_argument("--metric", choices=sorted(METRICS), default="test_error", help="compare: the number compared")
     return parser.parse_args(argv)
 

@@ -4,11 +4,18 @@ W&B runs (`analysis.wandb_runs`), as one DataFrame with one row per run and the 
 A run folder with no summary.json (killed, or refused before training) has status 'missing'; its architecture is read
 from its composed config (`.hydra/config.yaml`) where that is possible, so that it is counted in the right table row
 instead of being dropped.
+
+Each run belongs to an *arm*: its defining configuration less its seed (`resablate.records.arm_config`), with the
+precision that actually ran in place of `auto`. Tables and comparisons group by arm, never by a hand-picked list of
+keys, so runs that differ in any defining key (a learning rate, a data subset, a constructed start) are never averaged
+together. The same arm and seed found in two folders (two sweeps sharing runs, a copy) counts once: `Runs.duplicates`
+says which folder was used and which were set aside.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +25,7 @@ import pandas as pd
 
 from resablate.builder import architecture, data_class
 from resablate.models import SHORTCUTS
-from resablate.records import CONFIG, RunFolder, load_metrics, load_runs
+from resablate.records import CONFIG, RunFolder, code_label, digest, load_metrics, load_runs
 
 DEFAULT_RUNS = ("multirun", "outputs")
 # summary.json keys every frame has, so that selections work on an empty or partial frame.
@@ -26,8 +33,13 @@ COLUMNS = (
     "run_dir", "status", "depth", "family", "block", "shortcut", "stage_depths", "widths", "dataset", "recipe", "seed",
     "params", "macs", "overrides", "global_batch", "precision", "max_steps", "steps", "train_error", "train_loss",
     "val_error", "test_error", "val_error5", "test_error5", "wall_seconds", "images_per_second", "error",
-    "test_protocol", "init_from",
+    "test_protocol", "init_from", "code", "finished_at",
 )
+# The arm of a run known only by its summary (a W&B run, a folder from before configs were saved): these keys.
+SUMMARY_ARM = ("dataset", "test_protocol", "recipe", "max_steps", "family", "shortcut", "depth", "block",
+               "global_batch", "precision")
+PRECISION_KEY = "trainer.precision"
+STATUS_RANK = {"completed": 0, "diverged": 1, "pruned": 2, "interrupted": 3, "failed": 4, "missing": 5}
 PLAIN = "none"
 # Shortcut names and the letters R1 gives them (section 3.3).
 OPTION_LETTER = {"zero_pad": "A", "projection": "B", "projection_all": "C"}
@@ -41,6 +53,9 @@ class Runs:
     source: str
     notes: list[str] = field(default_factory=list)
     metrics_reader: Callable[[str], pd.DataFrame] = load_metrics
+    # (arm, seed) found in more than one folder: {"kept": run_dir, "dropped": [run_dir, ...], "arm_id", "seed"}
+    duplicates: list[dict] = field(default_factory=list)
+    set_aside: pd.DataFrame = field(default_factory=pd.DataFrame)  # the rows of the dropped folders
 
     def metrics(self, run_dir: str) -> pd.DataFrame:
         return self.metrics_reader(run_dir)
@@ -88,7 +103,118 @@ def load(paths: Sequence[str] | None = None) -> Runs:
     # Runs from before summaries named it were tested on one view: ImageNet's centre crop, another data set's image.
     for i in frame.index[frame.test_protocol.isna()]:
         frame.at[i, "test_protocol"] = "centre crop" if frame.at[i, "dataset"] == "imagenet" else "single view"
-    return Runs(frame, source, notes)
+    return with_arms(Runs(frame, source, notes), [RunFolder(d).arm() for d in frame.run_dir])
+
+
+def _summary_arm(row) -> dict:
+    arm = {}
+    for key in SUMMARY_ARM:
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and pd.isna(value)):
+            arm[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return arm
+
+
+def with_arms(runs: Runs, configs: list[dict | None]) -> Runs:
+    """`runs` with each run's arm, and with one run per arm and seed (`drop_duplicates`, the others in
+    `runs.duplicates`). Columns `arm` (a run's configuration less its seed, flat dotted keys), `arm_id` (its digest), `commit` (which
+    code made it, `code_label`). `configs[i]` is row i's arm from its folder, None where only the summary is known.
+
+    The precision in an arm is the one that ran (summary.json), so `trainer.precision=auto` on a bf16 machine and on
+    an fp32 one are two arms. A run with no summary (killed) cannot say what `auto` became: it joins the one arm that
+    agrees with it on every other key, when there is exactly one."""
+    frame = runs.frame.copy()
+    arms = []
+    for (_, row), config in zip(frame.iterrows(), configs, strict=True):
+        if config is None:
+            arm = _summary_arm(row)
+        else:
+            arm = dict(config)
+            if arm.get("shortcut.name") is not None:  # `shortcut=A` and `shortcut=zero_pad` are one network
+                arm["shortcut.name"] = SHORTCUTS.canonical(str(arm["shortcut.name"]))
+            if row.get("precision") is not None:
+                arm[PRECISION_KEY] = row["precision"]
+        arms.append(arm)
+    resolved = [a for a, (_, r) in zip(arms, frame.iterrows(), strict=True)
+                if r.get("precision") is not None or a.get(PRECISION_KEY) not in (None, "auto")]
+    for i, arm in enumerate(arms):
+        if arm.get(PRECISION_KEY) == "auto" and frame.iloc[i].get("precision") is None:
+            rest = {k: v for k, v in arm.items() if k != PRECISION_KEY}
+            matches = {digest(a) for a in resolved if {k: v for k, v in a.items() if k != PRECISION_KEY} == rest}
+            if len(matches) == 1:
+                arms[i] = next(a for a in resolved if digest(a) == matches.pop())
+    frame["arm"] = pd.Series(arms, index=frame.index, dtype=object)
+    frame["arm_id"] = [digest(a)[:12] for a in arms]
+    frame["commit"] = [code_label(c) for c in frame["code"]]
+    runs.frame, runs.duplicates = drop_duplicates(frame)
+    dropped = {d for dup in runs.duplicates for d in dup["dropped"]}
+    runs.set_aside = frame[frame.run_dir.isin(dropped)].reset_index(drop=True)
+    return runs
+
+
+def arm_differences(rows: pd.DataFrame, name_columns: Sequence[str]) -> list[str]:
+    """For each row (with an `arm` column), the keys whose values tell its arm apart from the other arms that share
+    its name (the same values in `name_columns`): "recipe.lr=0.05" or "" where the name alone is enough."""
+    out = [""] * len(rows)
+    named = rows.reset_index(drop=True)
+    buckets: dict[str, list[int]] = {}
+    for i, r in named.iterrows():
+        if isinstance(r.get("arm"), dict):
+            key = json.dumps([str(r.get(c)) for c in name_columns])
+            buckets.setdefault(key, []).append(i)
+    for members in buckets.values():
+        arms = [named.at[i, "arm"] for i in members]
+        if len({digest(a) for a in arms}) < 2:
+            continue
+        keys = sorted(k for k in set().union(*arms) if len({json.dumps(a.get(k), default=str) for a in arms}) > 1)
+        for i, arm in zip(members, arms, strict=True):
+            out[i] = ", ".join(f"{k}={_value(arm.get(k, '<unset>'))}" for k in keys)
+    return out
+
+
+def _value(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def duplicate_notes(runs: Runs, used: Sequence[str]) -> list[str]:
+    """One note per run configuration and seed found in several folders, where the kept one is among `used`."""
+    notes = []
+    for d in runs.duplicates:
+        if d["kept"] in used:
+            others = ", ".join(display_path(p) for p in d["dropped"])
+            notes.append(f"Seed {d['seed']} of one configuration is in {1 + len(d['dropped'])} folders; counted once, "
+                         f"from {display_path(d['kept'])} (not from {others}).")
+    return notes
+
+
+def drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """One row per (arm, seed): the completed one, else the one that got furthest; among equals the one that finished
+    last (the newest code), then the first path. The others are returned, named, never silently averaged in."""
+    if frame.empty or frame.seed.isna().all():
+        return frame, []
+    keep, duplicates = [], []
+    for (arm_id, seed), group in frame.groupby(["arm_id", "seed"], dropna=False, sort=False):
+        if pd.isna(seed) or len(group) == 1:
+            keep += list(group.index)
+            continue
+        order = sorted(group.index, key=lambda i: (STATUS_RANK.get(group.at[i, "status"], 9),
+                                                    _age(group.at[i, "finished_at"]), group.at[i, "run_dir"]))
+        keep.append(order[0])
+        duplicates.append({"arm_id": arm_id, "seed": seed, "kept": group.at[order[0], "run_dir"],
+                           "dropped": [group.at[i, "run_dir"] for i in order[1:]]})
+    return frame.loc[sorted(keep)].reset_index(drop=True), duplicates
+
+
+def _age(timestamp) -> float:
+    """Seconds before now that a run finished (ISO timestamp); unknown ones sort last."""
+    try:
+        return -pd.Timestamp(timestamp).timestamp()
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def normalize(frame: pd.DataFrame) -> pd.DataFrame:

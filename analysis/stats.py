@@ -1,11 +1,16 @@
 """Statistics over seeds, with scipy.stats: what a table can claim from n runs.
 
-- `summary(values)`: n, best, mean, sample std, and a 95% bootstrap confidence interval of the mean (percentile
-  method, 9,999 resamples, a fixed seed so that a table is the same every time it is made). Fewer than 3 values give
-  no interval: the bootstrap of 2 values has 3 distinct means, and says nothing.
+- `summary(values)`: n, best, mean, sample std, and the 95% confidence interval of the mean: Student's t-interval
+  (mean ± t(0.975, n-1) · s/√n), the same method as `difference`. With 3-5 seeds a percentile bootstrap undercovers
+  badly (its lower end is often the best run); the t-interval is honest at any n ≥ 2 and close to the bootstrap's at
+  large n, so it is the one interval used. One value, or values that are all equal, give no interval: there is no
+  spread to estimate one from, and the table says so.
 - `difference(a, b, seeds_a, seeds_b)`: the difference of means b - a with its 95% CI and the p-value of a t-test:
   paired (scipy.stats.ttest_rel over the seeds both arms ran) when they share at least 3 seeds, else Welch's
-  (ttest_ind, equal_var=False); fewer than 2 values per arm (or 3 pairs): no test.
+  (ttest_ind, equal_var=False); fewer than 2 values per arm (or 3 pairs): no test. Differences with no spread at all
+  (every pair differs by exactly the same amount, or both arms are constant) get no p-value either: a t-test divides
+  by the spread, and p = 0 from three identical differences would claim certainty that three runs cannot give (the
+  runs are more likely deterministic copies than evidence); `why_no_test` says so.
 - `holm(p_values)`: Holm's step-down correction for the number of comparisons (family-wise error rate).
 """
 
@@ -18,8 +23,11 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
-RESAMPLES = 9_999
-MIN_FOR_CI = 3
+MIN_FOR_CI = 2  # values for an interval of the mean
+MIN_PAIRS = 3  # shared seeds for a paired test
+INTERVAL = "Student's t"
+NO_SPREAD = ("no test: {what}; with no spread a t-test has nothing to divide by (runs this alike are usually "
+             "deterministic copies, not independent evidence)")
 
 
 @dataclass(frozen=True)
@@ -38,13 +46,8 @@ def summary(values: Sequence[float]) -> Summary:
         return Summary(0, None, None, None, None, None)
     std = float(v.std(ddof=1)) if len(v) > 1 else None
     low = high = None
-    if len(v) >= MIN_FOR_CI:
-        if np.ptp(v) == 0:
-            low = high = float(v[0])
-        else:
-            ci = stats.bootstrap((v,), np.mean, confidence_level=CONFIDENCE, n_resamples=RESAMPLES,
-                                 method="percentile", random_state=np.random.default_rng(0)).confidence_interval
-            low, high = float(ci.low), float(ci.high)
+    if len(v) >= MIN_FOR_CI and np.ptp(v) > 0:
+        low, high = (float(x) for x in stats.t.interval(CONFIDENCE, len(v) - 1, loc=v.mean(), scale=stats.sem(v)))
     return Summary(len(v), float(v.min()), float(v.mean()), std, low, high)
 
 
@@ -62,25 +65,25 @@ class Difference:
 
 def difference(a: Sequence[float], b: Sequence[float], seeds_a: Sequence | None = None,
                seeds_b: Sequence | None = None) -> Difference:
-    """b - a, paired on the seeds both arms ran when there are 3 or more of them."""
+    """b - a, paired on the seeds both arms ran when there are MIN_PAIRS or more of them."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(b.mean() - a.mean()) if len(a) and len(b) else None
     if seeds_a is not None and seeds_b is not None:
         by_a, by_b = dict(zip(seeds_a, a, strict=True)), dict(zip(seeds_b, b, strict=True))
         shared = sorted(set(by_a) & set(by_b))
-        if len(shared) >= MIN_FOR_CI:
+        if len(shared) >= MIN_PAIRS:
             x, y = np.array([by_a[s] for s in shared]), np.array([by_b[s] for s in shared])
             d = y - x
-            if np.ptp(d) == 0:  # every pair differs by the same amount: no spread to test against
-                return Difference(len(x), len(y), True, float(d.mean()), float(d[0]), float(d[0]),
-                                  0.0 if d[0] else 1.0)
+            if np.ptp(d) == 0:
+                return Difference(len(x), len(y), True, float(d.mean()), None, None, None,
+                                  NO_SPREAD.format(what=f"every pair differs by exactly {d[0]:+.2f}"))
             test = stats.ttest_rel(y, x)
             ci = test.confidence_interval(CONFIDENCE)
             return Difference(len(x), len(y), True, float(d.mean()), float(ci.low), float(ci.high), float(test.pvalue))
     if len(a) < 2 or len(b) < 2:
         return Difference(len(a), len(b), False, diff, None, None, None, "fewer than 2 runs in an arm")
     if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return Difference(len(a), len(b), False, diff, diff, diff, 0.0 if diff else 1.0)
+        return Difference(len(a), len(b), False, diff, None, None, None, NO_SPREAD.format(what="each arm's values are all equal"))
     test = stats.ttest_ind(b, a, equal_var=False)
     ci = test.confidence_interval(CONFIDENCE)
     return Difference(len(a), len(b), False, diff, float(ci.low), float(ci.high), float(test.pvalue))

@@ -1,7 +1,10 @@
 """R1 Tables 1, 2, 3 and 6 from run records, in the paper's layout, with the paper's numbers beside ours.
 
-Tables 2/3/6: completed runs are grouped by (data set, recipe and its length, shortcut, depth, block); each group gives
-n, mean, sample std (n-1) and best (min) of its test error. A group matches a paper row by (shortcut, depth, block);
+Tables 2/3/6: completed runs are grouped by arm (a run's whole defining configuration less its seed: analysis/runs.py),
+never by a list of chosen keys; each group gives n, mean, sample std (n-1), best (min) and the 95% t-interval of the
+mean of its test error. Arms that share a method name, recipe and data set but differ in another key (a learning
+rate, a constructed start) are separate rows, with the keys that tell them apart in the `config` column. A group
+matches a paper row by (shortcut, depth, block);
 paper rows with no runs are listed with n = 0, groups the paper has no row for are listed after its rows, and runs that
 did not complete (failed, diverged, pruned, missing) are counted per row and listed in the notes, never dropped.
 Deviation: our errors are single-crop test errors of the data module's test set (ImageNet: val/); R1's ImageNet numbers
@@ -17,10 +20,10 @@ import pandas as pd
 
 from analysis.output import Artifact, fmt, write_table
 from analysis.paper import PAPER_DATASET, PAPER_TEST_PROTOCOL, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
-from analysis.runs import Runs, describe, display_path, method_label, recipe_label
-from analysis.stats import summary
+from analysis.runs import Runs, arm_differences, describe, display_path, duplicate_notes, method_label, recipe_label
+from analysis.stats import INTERVAL, summary
 
-KEY = ["dataset", "test_protocol", "recipe", "max_steps", "shortcut", "depth", "block"]
+KEY = ["dataset", "test_protocol", "recipe", "max_steps", "shortcut", "depth", "block"]  # what a row is named by
 INCOMPLETE = ("failed", "diverged", "pruned", "interrupted", "missing")
 
 
@@ -98,9 +101,10 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
     mine = frame[frame.family == family].copy()
     paper_dataset = PAPER_DATASET[name]
     by_arch = {(r.shortcut, r.depth, r.block): r for r in paper_rows if r.shortcut is not None}
-    rows, used, incomplete, unmeasured = [], [], [], []
-    for key, group in mine.groupby(KEY, dropna=False, sort=True):
-        k = dict(zip(KEY, key, strict=True))
+    rows, used, incomplete, unmeasured, mixed = [], [], [], [], []
+    for arm_id, group in mine.groupby("arm_id", sort=True):
+        first = group.iloc[0]
+        k = {key: first[key] for key in KEY}
         arch = (k["shortcut"], int(k["depth"]), k["block"])
         paper = by_arch.get(arch)
         if paper is None and not extra(k):
@@ -110,9 +114,14 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
         unmeasured += [display_path(p) for p in done.run_dir[pd.to_numeric(done.test_error, errors="coerce").isna()]]
         counts = {s: int((group.status == s).sum()) for s in INCOMPLETE}
         params = pd.to_numeric(group.params, errors="coerce").dropna()
+        commits = done.commit.value_counts()
+        method = paper.label if paper else method_label(k["shortcut"], k["depth"], k["block"], default_shortcut)
+        if len(commits) > 1:
+            made = ", ".join(f"{c} ({n} run{'s' if n > 1 else ''})" for c, n in commits.items())
+            mixed.append(f"{method} on {k['dataset']}: runs from {len(commits)} versions of the code: {made}.")
         rows.append({
-            **k, "depth": int(k["depth"]),
-            "method": paper.label if paper else method_label(k["shortcut"], k["depth"], k["block"], default_shortcut),
+            **k, "depth": int(k["depth"]), "arm_id": arm_id, "arm": first["arm"],
+            "method": method, "commits": ";".join(commits.index),
             "paper_row": paper_rows.index(paper) if paper else len(paper_rows),
             "params": int(params.iloc[0]) if len(params) else None,
             **top1, **{f"{s}5": v for s, v in top5.items() if s != "n"},
@@ -120,6 +129,7 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
         })
         used += list(group.run_dir)
         incomplete += [describe(r) for _, r in group[group.status != "completed"].iterrows()]
+    rows.sort(key=lambda r: tuple(_sortable(r[c]) for c in KEY))  # as named, not by digest
     covered = {r["paper_row"] for r in rows}
     for i, paper in enumerate(paper_rows):
         if i not in covered:
@@ -127,9 +137,10 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
                          "block": paper.block, "paper_row": i, "params": _builder_params(paper, family), "n": 0,
                          **{s: 0 for s in INCOMPLETE}, "run_dirs": ""})
     table = pd.DataFrame(rows)
-    for col in KEY:  # with no runs at all, only paper rows: no recipe, no length
+    for col in (*KEY, "arm"):  # with no runs at all, only paper rows: no recipe, no length
         if col not in table.columns:
             table[col] = None
+    table["config"] = arm_differences(table, KEY)
     table["other_data"] = table.dataset.map(lambda d: d not in ("—", paper_dataset))
     table = table.sort_values(["paper_row", "other_data", "dataset", "shortcut", "depth"], key=None, kind="stable")
     for col in ("paper_error", "paper_error5", "paper_mean", "paper_std", "paper_params", "repro"):
@@ -150,6 +161,11 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
     table = table.reset_index(drop=True)
 
     notes = []
+    if table.config.astype(bool).any():
+        notes.append("Rows of one method, recipe and data set whose runs differ in another configuration key are kept "
+                     "apart; 'config' shows the keys that tell them apart (<seed>: the run's own seed).")
+    notes += mixed
+    notes += duplicate_notes(runs, used)
     empty = table[table.n == 0]
     no_runs = [r.method for _, r in empty.iterrows() if r.dataset == "—"]
     if no_runs:
@@ -170,10 +186,23 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
     if len(unknown):
         notes.append(f"{len(unknown)} run folders could not be attributed to any row (no summary.json and no readable "
                      f"config): " + "; ".join(display_path(p) for p in unknown.run_dir))
-    notes.append("Statistics over completed runs' test error (%): std is the sample std (n - 1); 95% CI: a bootstrap "
-                 "interval of the mean over seeds (none with fewer than 3); diff = our mean - R1 (R1's mean where it "
-                 "gives one). Differences between our rows: python -m analysis compare --by shortcut|depth|block.")
-    return table.drop(columns=["other_data"]), notes, used
+    notes.append(f"Statistics over completed runs' test error (%): std is the sample std (n - 1); 95% CI: the "
+                 f"{INTERVAL} interval of the mean over seeds (none from a single run or from equal values); diff = "
+                 "our mean - R1 (R1's mean where it gives one). Differences between our rows: python -m analysis "
+                 "compare --by KEY (any configuration key, e.g. shortcut, depth, recipe.lr).")
+    return table.drop(columns=["other_data", "arm"]), notes, used
+
+
+def _show_config(shown: pd.DataFrame, numbers: pd.DataFrame) -> None:
+    """The `config` column after `method`, where some row needs it to be told apart from another."""
+    if numbers.config.astype(bool).any():
+        shown.insert(list(shown.columns).index("method") + 1, "config", numbers.config.map(lambda c: c or ""))
+
+
+def _sortable(value) -> tuple:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return (2, "")
+    return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
 
 
 def _incomplete_cell(r) -> str:
@@ -232,6 +261,7 @@ def imagenet_table(runs: Runs, out: Path, name: str, paper_rows, top5: bool, ext
         shown["R1 top-5"] = numbers.paper_error5.map(fmt)
         shown["diff top-5"] = numbers.diff5.map(_diff)
     shown["not completed"] = [_incomplete_cell(r) for _, r in numbers.iterrows()]
+    _show_config(shown, numbers)
     what = "top-1/top-5" if top5 else "top-1"
     number = name[-1]
     title = f"R1 Table {number}: ImageNet val {what} error (%), ours on {_datasets(numbers)}"
@@ -271,6 +301,7 @@ def table6(runs: Runs, out: Path, **_) -> Artifact:
         "PyTorch repro.": numbers.repro.map(fmt),
         "not completed": [_incomplete_cell(r) for _, r in numbers.iterrows()],
     })
+    _show_config(shown, numbers)
     notes.insert(0, "FitNet and Highway rows are other papers' networks, listed for reference; resablate's "
                     "shortcut=highway runs get their own rows (highway-N). 'PyTorch repro.' is a well-known public "
                     "reproduction (PAPER.md).")

@@ -12,7 +12,8 @@ import threading
 
 import pandas as pd
 
-from analysis.runs import COLUMNS, Runs, normalize
+from analysis.runs import COLUMNS, Runs, normalize, with_arms
+from resablate.records import arm_of_resolved
 
 TIMEOUT = 60.0
 STATE_STATUS = {"crashed": "failed", "failed": "failed", "killed": "failed", "running": "missing"}
@@ -54,14 +55,19 @@ def load(path: str, filters: str | None = None) -> Runs:
         import wandb
 
         api = wandb.Api(timeout=int(TIMEOUT))
-        rows = []
+        rows, configs = [], []
         for run in api.runs(path, filters=json.loads(filters) if filters else None):
             summary = {k: v for k, v in dict(run.summary).items() if k in COLUMNS}
             summary.setdefault("status", STATE_STATUS.get(run.state, run.state))
             rows.append({**summary, "run_dir": f"wandb:{path}/{run.id}"})
-        return api, rows
+            made_by = {k.removeprefix("provenance.code."): v for k, v in dict(run.config).items()
+                       if k.startswith("provenance.code.")}
+            rows[-1]["code"] = made_by or None  # which code made it: the W&B config's provenance (train.py)
+            config = {k: v for k, v in dict(run.config).items() if not k.startswith(("provenance.", "_"))}
+            configs.append(arm_of_resolved(config) if "depth" in config else None)  # else: the summary's keys
+        return api, rows, configs
 
-    api, rows = _guarded(fetch, f"listing the runs of {path}")
+    api, rows, configs = _guarded(fetch, f"listing the runs of {path}")
 
     def metrics(run_dir: str) -> pd.DataFrame:
         run = api.run(run_dir.removeprefix("wandb:"))
@@ -72,4 +78,4 @@ def load(path: str, filters: str | None = None) -> Runs:
         history = history.rename(columns={step: "step"})
         return history[["step", *[c for c in METRICS if c in history]]].groupby("step", as_index=False).first()
 
-    return Runs(normalize(pd.DataFrame(rows)), f"W&B {path}", metrics_reader=metrics)
+    return with_arms(Runs(normalize(pd.DataFrame(rows)), f"W&B {path}", metrics_reader=metrics), configs)

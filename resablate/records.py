@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -46,6 +47,12 @@ HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 PREVIOUS = "last.prev.ckpt"
+# Keys that say how a run is done or reported, not what it computes: changing them keeps the run (and its checkpoint).
+NOT_IN_IDENTITY = ("resume", "objective", "compile", "channels_last", "logger", "trainer.threads",
+                   "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.progress_bar",
+                   "data.download")
+SEED = "seed"
+OPEN_SEED = "<seed>"  # the seed left open: an arm's value of every key that follows the seed (`data.seed: ${seed}`)
 
 
 class RunFolderBusy(RuntimeError):
@@ -76,6 +83,64 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+def code_label(code: dict | None) -> str:
+    """A run's `code` record (resablate/app/provenance.py) as tables and messages show it: `1a2b3c4`, or
+    `1a2b3c4+dirty(5e6f7a8)` with the first digits of the diff's digest; `unknown` for a run that recorded none."""
+    if not isinstance(code, dict) or not code.get("commit"):
+        return "unknown"
+    text = str(code["commit"])[:7]
+    if code.get("dirty"):
+        text += f"+dirty({str(code.get('diff_sha256') or '')[:7]})"
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------- what a run is
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; an empty mapping stays a key of its own."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def defining_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config that defines a run: resolved, flattened to dotted keys, less the keys of NOT_IN_IDENTITY."""
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    return {k: v for k, v in sorted(flat.items()) if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+
+
+def digest(config: dict[str, Any]) -> str:
+    """sha256 of a flat config's canonical JSON: the identity of a run (with its seed) or of an arm (without)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def arm_config(cfg: DictConfig) -> dict[str, Any]:
+    """What a run is, less its seed: a table row or a side of a comparison. The seed is left open before the config
+    is resolved, so that keys which follow it (`data.seed: ${seed}`, a constructed net's `init_from` naming the
+    shallow run of the same seed) read `<seed>` and the seeds of one configuration share their arm."""
+    opened = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    if SEED in opened:
+        opened[SEED] = OPEN_SEED
+    try:
+        defining = defining_config(opened)
+    except Exception:  # an interpolation of a resolver that only the app registers: compared as written
+        flat = flatten(OmegaConf.to_container(opened, resolve=False, enum_to_str=True))
+        defining = {k: v for k, v in sorted(flat.items())
+                    if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+    defining.pop(SEED, None)
+    return defining
+
+
+def arm_of_resolved(config: dict[str, Any]) -> dict[str, Any]:
+    """`arm_config` of a flat config whose interpolations were resolved already (identity.json, a W&B run's config):
+    the seed removed, and the data seed opened where it equals the run's seed (its default, `${seed}`)."""
+    config = {k: v for k, v in config.items() if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+    seed = config.pop(SEED, None)
+    return {k: (OPEN_SEED if k == "data.seed" and v == seed else v) for k, v in sorted(config.items())}
 
 
 class RunFolder:
@@ -124,6 +189,22 @@ class RunFolder:
         """identity.json (see the layout above); a damaged one is set aside and None returned."""
         record = self._json(IDENTITY, set_aside=True)
         return record if record is None or "digest" in record else None
+
+    def arm(self) -> dict[str, Any] | None:
+        """The run's configuration less its seed (`arm_config`), from the composed config Hydra saved (interpolations
+        as written, so the seed can be left open), else from identity.json; None for a folder with neither."""
+        if (self.path / CONFIG).is_file():
+            try:
+                return arm_config(self.config())
+            except Exception:  # a half-written or foreign config.yaml: try the identity record
+                pass
+        try:
+            record = self.identity()
+        except OSError:
+            record = None
+        if not record or not isinstance(record.get("config"), dict):
+            return None
+        return arm_of_resolved(record["config"])
 
     def claim(self, digest: str, overrides: list[str], config: dict) -> None:
         """Write identity.json for this job, with the .hydra/ files Hydra wrote for it."""

@@ -9,38 +9,22 @@ that defines the run. A job finding another identity in its folder is refused (r
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from resablate.records import defining_config, digest
+
 NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
 NOT_IN_SWEEP_NAME = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.max_batch_size")  # how, not what
 MAX_NAME = 120
-# Keys that say how a run is done or reported, not what it computes: changing them keeps the run (and its checkpoint).
-NOT_IN_IDENTITY = ("resume", "objective", "compile", "channels_last", "logger", "trainer.threads",
-                   "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.progress_bar",
-                   "data.download")
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out or {prefix[:-1]: {}}
-    return {prefix[:-1]: node}
 
 
 def identity(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    """(digest, defining config): the config of the run (interpolations resolved, flattened to dotted keys) less the
-    keys of NOT_IN_IDENTITY, and the sha256 of its canonical JSON."""
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    defining = {k: v for k, v in sorted(flat.items())
-                if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
-    text = json.dumps(defining, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest(), defining
+    """(digest, defining config): resablate.records.defining_config and its digest."""
+    defining = defining_config(cfg)
+    return digest(defining), defining
 
 
 def differences(theirs: dict[str, Any], ours: dict[str, Any], limit: int = 3) -> str:

@@ -98,9 +98,10 @@ def check_wandb(requested: str) -> str:
 
 def wandb_logger(
     cfg: DictConfig, net, datamodule, overrides: list[str], group: str | None, run: RunFolder, resumed: bool,
-    mode: str,
+    mode: str, provenance: dict | None = None,
 ):
-    """The job's WandbLogger in `mode` (`check_wandb`'s answer); None when disabled."""
+    """The job's WandbLogger in `mode` (`check_wandb`'s answer); None when disabled. Its config is the job's config
+    and, under `provenance.`, which code made the run (resablate/app/provenance.py)."""
     if mode == "disabled":
         return None
     import wandb
@@ -108,6 +109,8 @@ def wandb_logger(
 
     arch = net.describe()
     flat = pd.json_normalize(to_container(cfg), sep=".").iloc[0].to_dict()
+    if provenance:
+        flat.update(pd.json_normalize({"provenance": provenance}, sep=".").iloc[0].to_dict())
     run_id = run.wandb_id(fresh=uuid.uuid4().hex[:8])
     return WandbLogger(
         project=cfg.logger.wandb.project,

@@ -31,7 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from resablate.app import naming, pruning
+from resablate.app import naming, provenance, pruning
 from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, progress_bar
 from resablate.app.checks import check_data, check_values, effective_max_steps
 from resablate.app.distributed import (
@@ -50,7 +50,7 @@ from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, initialise_from, to_container
 from resablate.models import ResNet, count_macs, count_params
-from resablate.records import LAST, RunFolder, RunFolderBusy
+from resablate.records import LAST, RunFolder, RunFolderBusy, code_label
 
 FINAL = ("completed", "diverged", "pruned")  # statuses that resume=auto leaves alone; failed and interrupted resume
 
@@ -120,6 +120,10 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
             previous = None  # a rank > 0 of a submitit job, reading while rank 0 sets the damaged one aside
         if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
             print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
+            then, now = code_label(previous.get("code")), code_label(provenance.code())
+            if then != now:
+                print(f"[resablate] {run.path}: kept as it is although it was made by commit {then} and this is "
+                      f"{now}; resume=never re-runs it with this code", flush=True)
             if is_main_process():
                 run.restore_hydra_files(run.identity() or {})  # nothing done: Hydra's rewrite of .hydra/ undone
             if previous["status"] == "pruned":
@@ -156,8 +160,10 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                           eval_names=("val", "test") if dm.val_size else ("test",), top5=dm.num_classes >= 100,
                           channels_last=decisions.channels_last.value)
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume and main else None)  # rank 0 writes it
+    made_by = provenance.record(decisions.device.kind, int(cfg.trainer.devices) * int(cfg.trainer.num_nodes),
+                                decisions.device.describe())
     wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None,
-                         mode=job.wandb_mode) if main else None
+                         mode=job.wandb_mode, provenance=made_by) if main else None
     stopwatch = Stopwatch()
     preemption = Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps,
                             eval_every=eval_interval(job.recipe["eval_every"], job.total_steps))
@@ -171,7 +177,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                             eval_every=job.recipe["eval_every"], loggers=[metrics, *([wandb] if wandb else [])],
                             callbacks=callbacks, plugins=job.plugins, root_dir=run.path, progress_bar=bool(bar))
     metrics.trainer = trainer
-    summary = _base_summary(job, trainer, decisions)
+    summary = {**_base_summary(job, trainer, decisions), **made_by}
     summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
     summary["resumed_from"] = resume[1] if resume else None  # the step of last.ckpt this attempt started from
     start, status = time.perf_counter(), "failed"

@@ -94,6 +94,7 @@ def test_wandb_runs_read_into_the_same_tables(monkeypatch, tmp_path):
     class FakeRun:
         def __init__(self, run_id, state, summary):
             self.id, self.state, self.summary = run_id, state, summary
+            self.config = {}  # runs logged before their config was kept: the summary's keys make the arm
 
         def scan_history(self):
             return [{"trainer/global_step": 10, "train/err": 50.0}, {"trainer/global_step": 20, "train/err": 40.0},

@@ -18,18 +18,42 @@ A = [7.1, 7.5, 6.9, 7.3]
 B = [6.2, 6.8, 6.1, 6.5]
 
 
-def test_summary_mean_std_and_a_bootstrap_interval_of_the_mean():
-    s = summary(A)
-    assert (s.n, s.best, s.mean) == (4, 6.9, pytest.approx(np.mean(A)))
-    assert s.std == pytest.approx(np.std(A, ddof=1))
-    expected = sp.bootstrap((np.array(A),), np.mean, confidence_level=0.95, n_resamples=9_999, method="percentile",
-                            random_state=np.random.default_rng(0)).confidence_interval
-    assert (s.ci_low, s.ci_high) == (pytest.approx(expected.low), pytest.approx(expected.high))
-    assert min(A) <= s.ci_low < s.mean < s.ci_high <= max(A)
-    assert summary(A) == s  # the same table every time
-    two = summary([7.0, 8.0])  # too few for an interval: said, not claimed
-    assert (two.n, two.ci_low, two.ci_high) == (2, None, None)
-    assert summary([]).n == 0 and summary([5.0]).std is None
+def t_interval_by_hand(values: list[float]) -> tuple[float, float]:
+    """mean ± t(0.975, n-1) · s / sqrt(n), from the t quantile alone."""
+    n, mean, s = len(values), float(np.mean(values)), float(np.std(values, ddof=1))
+    half = sp.t.ppf(0.975, n - 1) * s / math.sqrt(n)
+    return mean - half, mean + half
+
+
+@pytest.mark.parametrize("values", [[7.1, 7.5, 6.9], [7.1, 7.5, 6.9, 7.3, 6.8, 7.0, 7.7, 7.2, 6.6, 7.4]],
+                         ids=["n=3", "n=10"])
+def test_summary_interval_is_the_t_interval_of_the_mean(values):
+    s = summary(values)
+    assert (s.n, s.best, s.mean) == (len(values), min(values), pytest.approx(np.mean(values)))
+    assert s.std == pytest.approx(np.std(values, ddof=1))
+    low, high = t_interval_by_hand(values)
+    assert (s.ci_low, s.ci_high) == (pytest.approx(low), pytest.approx(high))
+    # scipy's own one-sample t-test gives the same interval
+    ci = sp.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    assert (s.ci_low, s.ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    if len(values) == 3:  # at n = 3 the honest interval reaches beyond the runs (a bootstrap's stops at the best)
+        assert s.ci_low < min(values) and s.ci_high > max(values)
+
+
+def test_summary_without_spread_claims_no_interval():
+    assert summary([7.0, 7.0, 7.0]).ci_low is None
+    assert (summary([5.0]).std, summary([5.0]).ci_low) == (None, None)
+    assert summary([]).n == 0
+    two = summary([7.0, 8.0])  # two runs: wide, but an interval
+    assert (two.ci_low, two.ci_high) == (pytest.approx(t_interval_by_hand([7.0, 8.0])[0]),
+                                         pytest.approx(t_interval_by_hand([7.0, 8.0])[1]))
+
+
+def test_identical_differences_over_seeds_claim_no_significance():
+    got = difference([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], seeds_a=[0, 1, 2], seeds_b=[0, 1, 2])
+    assert got.paired and got.diff == pytest.approx(1.0)
+    assert (got.p, got.ci_low) == (None, None)
+    assert "every pair differs by exactly +1.00" in got.why_no_test
 
 
 def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
