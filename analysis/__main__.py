@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"analysis: error: {err}", file=sys.stderr)
         return 2
     if runs is not None:
-        print(f"Runs from {runs.source}: {len(runs.frame)} run folders ({run_records.status_counts(runs.frame)})")
+        aside = f"; {len(runs.set_aside)} more set aside as copies of these" if len(runs.set_aside) else ""
+        counts = run_records.status_counts(runs.frame)
+        print(f"Runs from {runs.source}: {len(runs.frame)} run folders ({counts}){aside}")
         for note in runs.notes:
             print(note)
         print()

@@ -5,8 +5,11 @@
   test set (ImageNet val/).
 - Fig. 6: CIFAR-10, left plain nets, middle ResNets (option A), right ResNet-110 vs ResNet-1202; y from 0 to 20 % as in
   R1 when the runs end below 20 %, else the full range.
-One colour per depth; one curve per architecture, the mean over its completed runs (seeds) at each logged step. A figure
-draws one data set and one recipe (and length): the paper's data set and the recipe with most runs, unless --dataset or
+One colour per curve, in order of depth; one curve per arm (a run's configuration less its seed: analysis/runs.py),
+the mean over its completed runs (seeds) at each logged step, with a band of ± one sample std where it has more than
+one run, and a marker at each step where the test (or val) error was measured. Arms of one architecture that differ
+in another key are drawn as separate curves, labelled with that key. A figure draws one data set and one recipe (and
+length): the paper's data set and the recipe with most runs, unless --dataset or
 --recipe says otherwise; the runs left out are named in the notes.
 Training error is the mean over a logging window (`train/err`), evaluation error is measured every `recipe.eval_every`.
 """
@@ -24,7 +27,17 @@ from matplotlib.lines import Line2D
 
 from analysis.output import Artifact, empty_panel, save_figure
 from analysis.paper import PAPER_DATASET
-from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset, pick_recipe
+from analysis.runs import (
+    PLAIN,
+    Runs,
+    arm_differences,
+    dataset_title,
+    describe,
+    display_path,
+    method_label,
+    pick_dataset,
+    pick_recipe,
+)
 
 
 @dataclass
@@ -41,24 +54,35 @@ class Curve:
     label: str
     depth: int
     n: int
-    train: pd.Series  # error % indexed by step
+    train: pd.Series  # error % indexed by step: the mean over runs
     evaluation: pd.Series
     eval_name: str
+    train_std: pd.Series  # sample std over runs at each step (NaN where one run has the step)
+    evaluation_std: pd.Series
 
 
-def _mean_curve(frames: list[pd.DataFrame], column: str) -> pd.Series:
+def _curve(frames: list[pd.DataFrame], column: str) -> tuple[pd.Series, pd.Series]:
+    """(mean, sample std) over runs at each step where any run logged `column`."""
     parts = [f[["step", column]].dropna() for f in frames if column in f.columns]
     parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.Series(dtype=float)
-    return pd.concat(parts).groupby("step")[column].mean()
+        return pd.Series(dtype=float), pd.Series(dtype=float)
+    by_step = pd.concat(parts).groupby("step")[column]
+    return by_step.mean(), by_step.std(ddof=1)
 
 
 def load_curves(runs: Runs, selected: pd.DataFrame, notes: list[str]) -> list[Curve]:
-    """One curve per architecture label: the mean over its runs of train/err and of test/err (val/err without one)."""
+    """One curve per arm: the mean and std over its runs of train/err and of test/err (val/err without one)."""
     curves = []
-    selected = selected.assign(label=[method_label(r.shortcut, r.depth, r.block) for _, r in selected.iterrows()])
-    for label, group in selected.groupby("label", sort=False):
+    labels = [method_label(r.shortcut, r.depth, r.block) for _, r in selected.iterrows()]
+    selected = selected.assign(label=labels)
+    if "arm" in selected.columns and len(selected):
+        config = arm_differences(selected, ["label"])  # arms of one name told apart by their other keys
+        selected = selected.assign(label=[f"{lab} ({c})" if c else lab for lab, c in zip(labels, config,
+                                                                                            strict=True)])
+    group_by = "arm_id" if "arm_id" in selected.columns else "label"
+    for _, group in selected.groupby(group_by, sort=False):
+        label = group.label.iloc[0]
         frames = []
         for run_dir in group.run_dir:
             m = runs.metrics(run_dir)
@@ -68,11 +92,12 @@ def load_curves(runs: Runs, selected: pd.DataFrame, notes: list[str]) -> list[Cu
             frames.append(m)
         if not frames:
             continue
-        evaluation, name = _mean_curve(frames, "test/err"), "test"
+        (evaluation, evaluation_std), name = _curve(frames, "test/err"), "test"
         if evaluation.empty:
-            evaluation, name = _mean_curve(frames, "val/err"), "val"
-        train = _mean_curve(frames, "train/err")
-        curves.append(Curve(label, int(group.depth.iloc[0]), len(frames), train, evaluation, name))
+            (evaluation, evaluation_std), name = _curve(frames, "val/err"), "val"
+        train, train_std = _curve(frames, "train/err")
+        curves.append(Curve(label, int(group.depth.iloc[0]), len(frames), train, evaluation, name, train_std,
+                            evaluation_std))
     return sorted(curves, key=lambda c: (c.depth, c.label))
 
 
@@ -95,8 +120,8 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
         pairs = list(zip(panels, per_panel, strict=True))
         art.notes += [f"Panel '{p.title}' left out: {p.empty}." for p, cs in pairs if not cs]
         panels, per_panel = [p for p, cs in pairs if cs], [cs for _, cs in pairs if cs]
-    depths = sorted({c.depth for c in curves})
-    palette = dict(zip(depths, sns.color_palette("tab10" if len(depths) <= 10 else "husl", len(depths)), strict=True))
+    names = list(dict.fromkeys(c.label for c in sorted(curves, key=lambda c: (c.depth, c.label))))
+    palette = dict(zip(names, sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names)), strict=True))
     last_step = max((s.index.max() for c in curves for s in (c.train, c.evaluation) if len(s)), default=0)
     scale, xlabel = (1e4, "iter. (1e4)") if last_step >= 1e4 else (1, "iterations")
     eval_names = sorted({c.eval_name for c in curves}) or ["test"]
@@ -111,11 +136,14 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
             continue
         handles = []
         for c in cs:
-            colour = palette[c.depth]
+            colour = palette[c.label]
             if panel.train and len(c.train):
                 ax.plot(c.train.index / scale, c.train.values, "--", color=colour, lw=1.0)
-            if panel.evaluation and len(c.evaluation):
-                ax.plot(c.evaluation.index / scale, c.evaluation.values, "-", color=colour, lw=2.2)
+                _band(ax, c.train, c.train_std, scale, colour, 0.12)
+            if panel.evaluation and len(c.evaluation):  # a marker where the error was measured, not interpolated
+                ax.plot(c.evaluation.index / scale, c.evaluation.values, "-", color=colour, lw=2.2, marker="o",
+                        markersize=3.5)
+                _band(ax, c.evaluation, c.evaluation_std, scale, colour, 0.2)
             style = {"ls": "--", "lw": 1.0} if not panel.evaluation else {"ls": "-", "lw": 2.2}
             handles.append(Line2D([], [], color=colour, **style, label=c.label + (f" (n={c.n})" if c.n > 1 else "")))
         if panel.train and panel.evaluation:
@@ -127,8 +155,10 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
     if last_step:  # panels share the x range
         for ax in axes[0]:
             ax.set_xlim(0, last_step / scale * 1.02)
-    where = f"{chosen}" if chosen else "no runs"
-    fig.suptitle(f"{title} — {where}; dashed: training error, bold: {'/'.join(eval_names)} error", fontsize=11)
+    where = dataset_title(chosen) if chosen else "no runs"
+    banded = any(c.n > 1 for c in curves)
+    fig.suptitle(f"{title} — {where}\ndashed: training error, bold: {'/'.join(eval_names)} error (dots: where "
+                 f"measured){'; bands: ± 1 std over seeds' if banded else ''}", fontsize=10)
     fig.tight_layout()
     not_done = runs.frame[(runs.frame.status != "completed") & (runs.frame.family == family)]
     if chosen is not None:
@@ -141,6 +171,15 @@ def draw(runs: Runs, out: Path, name: str, title: str, family: str, panels: list
         art.notes.append(f"Nothing drawn: no completed {family}-family runs with metrics of this figure's networks "
                          f"({wanted}).")
     return save_figure(fig, art, out)
+
+
+def _band(ax, mean: pd.Series, std: pd.Series, scale: float, colour, alpha: float) -> None:
+    """± one sample std over seeds around a mean curve, at the steps where more than one run has a value."""
+    spread = std.reindex(mean.index)
+    shown = spread.notna()
+    if shown.any():
+        ax.fill_between(mean.index[shown] / scale, (mean - spread)[shown], (mean + spread)[shown], color=colour,
+                        alpha=alpha, lw=0)
 
 
 def _selected(panels: list[Panel], row) -> bool:

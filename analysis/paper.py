@@ -22,7 +22,7 @@ class PaperRow:
     mean: float | None = None  # mean over runs, where the paper gives one ("best (mean±std)")
     std: float | None = None
     params: str | None = None  # "# params" as printed
-    repro: float | None = None  # a well-known public PyTorch reproduction (PAPER.md), CIFAR-10 only
+    repro: float | None = None  # github.com/akamaster/pytorch_resnet_cifar10's test error (its README), CIFAR-10 only
 
     @property
     def reference(self) -> float:
@@ -71,5 +71,6 @@ PAPER_DATASET = {"table2": "imagenet", "table3": "imagenet", "table6": "cifar10"
                  "fig6": "cifar10", "fig7": "cifar10"}
 
 # R1 Table 1's FLOPs row (multiply-adds at 224x224, billions) is in resablate.models.tables.PAPER_GMACS; the parameter
-# counts with option B and 1000 classes, as torchvision reports them (PAPER.md):
+# counts with option B and 1000 classes, as torchvision reports them (torchvision.models.resnet18 ... resnet152: the
+# num_params of their IMAGENET1K_V1 weights):
 TORCHVISION_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}

@@ -41,6 +41,9 @@ SUMMARY_ARM = ("dataset", "test_protocol", "recipe", "max_steps", "family", "sho
 PRECISION_KEY = "trainer.precision"
 STATUS_RANK = {"completed": 0, "diverged": 1, "pruned": 2, "interrupted": 3, "failed": 4, "missing": 5}
 PLAIN = "none"
+# Data sets as papers and readers name them (the keys are the data modules' `name`, conf/data/NAME.yaml).
+DATASET_TITLES = {"cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "imagenet": "ImageNet",
+                  "synthetic": "synthetic images"}
 # Shortcut names and the letters R1 gives them (section 3.3).
 OPTION_LETTER = {"zero_pad": "A", "projection": "B", "projection_all": "C"}
 
@@ -117,8 +120,9 @@ def _summary_arm(row) -> dict:
 
 def with_arms(runs: Runs, configs: list[dict | None]) -> Runs:
     """`runs` with each run's arm, and with one run per arm and seed (`drop_duplicates`, the others in
-    `runs.duplicates`). Columns `arm` (a run's configuration less its seed, flat dotted keys), `arm_id` (its digest), `commit` (which
-    code made it, `code_label`). `configs[i]` is row i's arm from its folder, None where only the summary is known.
+    `runs.duplicates`). Columns `arm` (a run's configuration less its seed, flat dotted keys), `arm_id` (its
+    digest), `commit` (which code made it, `code_label`). `configs[i]` is row i's arm from its folder, None where
+    only the summary is known.
 
     The precision in an arm is the one that ran (summary.json), so `trainer.precision=auto` on a bf16 machine and on
     an fp32 one are two arms. A run with no summary (killed) cannot say what `auto` became: it joins the one arm that
@@ -278,6 +282,11 @@ def method_label(shortcut: str | None, depth, block: str | None, default_shortcu
     if block not in (None, "basic", "bottleneck", "-"):
         name += f" ({block})"
     return name
+
+
+def dataset_title(name) -> str:
+    """'Fashion-MNIST' for fashion_mnist; a data set of another name as it is."""
+    return DATASET_TITLES.get(str(name), str(name))
 
 
 def display_path(path: str) -> str:

@@ -25,7 +25,7 @@ from scipy import stats
 CONFIDENCE = 0.95
 MIN_FOR_CI = 2  # values for an interval of the mean
 MIN_PAIRS = 3  # shared seeds for a paired test
-INTERVAL = "Student's t"
+INTERVAL = "Student's t-interval"
 NO_SPREAD = ("no test: {what}; with no spread a t-test has nothing to divide by (runs this alike are usually "
              "deterministic copies, not independent evidence)")
 
@@ -83,7 +83,8 @@ def difference(a: Sequence[float], b: Sequence[float], seeds_a: Sequence | None 
     if len(a) < 2 or len(b) < 2:
         return Difference(len(a), len(b), False, diff, None, None, None, "fewer than 2 runs in an arm")
     if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return Difference(len(a), len(b), False, diff, None, None, None, NO_SPREAD.format(what="each arm's values are all equal"))
+        return Difference(len(a), len(b), False, diff, None, None, None,
+                          NO_SPREAD.format(what="each arm's values are all equal"))
     test = stats.ttest_ind(b, a, equal_var=False)
     ci = test.confidence_interval(CONFIDENCE)
     return Difference(len(a), len(b), False, diff, float(ci.low), float(ci.high), float(test.pvalue))

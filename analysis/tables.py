@@ -20,7 +20,16 @@ import pandas as pd
 
 from analysis.output import Artifact, fmt, write_table
 from analysis.paper import PAPER_DATASET, PAPER_TEST_PROTOCOL, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
-from analysis.runs import Runs, arm_differences, describe, display_path, duplicate_notes, method_label, recipe_label
+from analysis.runs import (
+    Runs,
+    arm_differences,
+    dataset_title,
+    describe,
+    display_path,
+    duplicate_notes,
+    method_label,
+    recipe_label,
+)
 from analysis.stats import INTERVAL, summary
 
 KEY = ["dataset", "test_protocol", "recipe", "max_steps", "shortcut", "depth", "block"]  # what a row is named by
@@ -187,7 +196,7 @@ def group_runs(runs: Runs, name: str, paper_rows: tuple[PaperRow, ...], family: 
         notes.append(f"{len(unknown)} run folders could not be attributed to any row (no summary.json and no readable "
                      f"config): " + "; ".join(display_path(p) for p in unknown.run_dir))
     notes.append(f"Statistics over completed runs' test error (%): std is the sample std (n - 1); 95% CI: the "
-                 f"{INTERVAL} interval of the mean over seeds (none from a single run or from equal values); diff = "
+                 f"{INTERVAL} of the mean over seeds (none from a single run or from equal values); diff = "
                  "our mean - R1 (R1's mean where it gives one). Differences between our rows: python -m analysis "
                  "compare --by KEY (any configuration key, e.g. shortcut, depth, recipe.lr).")
     return table.drop(columns=["other_data", "arm"]), notes, used
@@ -237,7 +246,7 @@ def _diff(v) -> str:
 
 def _datasets(table: pd.DataFrame) -> str:
     found = sorted(set(table.dataset) - {"—"})
-    return ", ".join(found) if found else "no runs"
+    return ", ".join(dataset_title(d) for d in found) if found else "no runs"
 
 
 def imagenet_table(runs: Runs, out: Path, name: str, paper_rows, top5: bool, extra) -> Artifact:
@@ -303,8 +312,8 @@ def table6(runs: Runs, out: Path, **_) -> Artifact:
     })
     _show_config(shown, numbers)
     notes.insert(0, "FitNet and Highway rows are other papers' networks, listed for reference; resablate's "
-                    "shortcut=highway runs get their own rows (highway-N). 'PyTorch repro.' is a well-known public "
-                    "reproduction (PAPER.md).")
+                    "shortcut=highway runs get their own rows (highway-N). 'PyTorch repro.': the test errors of Yerlan "
+                    "Idelbayev's public reproduction, github.com/akamaster/pytorch_resnet_cifar10 (its README).")
     title = f"R1 Table 6: CIFAR-10 test error (%), ours on {_datasets(numbers)}"
     art = Artifact("table6", title, "table", runs=used, notes=notes, table=shown)
     return write_table(art, numbers, out)

@@ -10,7 +10,7 @@ re-runs the job's own saved config in RUN mode, into the same run folder:
 
 and after each job the children are reaped, Lightning's child-process observer is disarmed, the process group is
 destroyed and the rank variables Lightning put in the environment are removed, so job k+1 starts fresh ranks instead
-of hanging at "Initializing distributed" (ECOSYSTEM.md).
+of hanging at "Initializing distributed" (Lightning-AI/pytorch-lightning#11300, the environment it leaves behind).
 
 Launchers that create one process per rank themselves (submitit with `tasks_per_node = devices`) are handed to Lightning
 as a cluster environment, so Lightning relaunches nothing: `SLURMEnvironment(auto_requeue=False)` on SLURM (submitit

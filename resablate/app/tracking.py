@@ -1,6 +1,6 @@
 """Weights & Biases: one W&B run per job, offline unless a key is configured; nothing depends on reaching a server.
 
-ECOSYSTEM.md pitfalls handled here: the mode is passed to `wandb.init` (Lightning's `offline=True` would set WANDB_MODE
+Known pitfalls handled here: the mode is passed to `wandb.init` (Lightning's `offline=True` would set WANDB_MODE
 for the rest of the process), and `train` calls `wandb.finish()` at the end of every job, failures included, so each job
 of a multirun is its own W&B run. Runs are grouped by sweep folder, named by the job's overrides, tagged
 depth/shortcut/block.
