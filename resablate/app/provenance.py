@@ -33,12 +33,14 @@ def _git(checkout: Path, *args: str) -> str | None:
     return done.stdout.decode(errors="replace") if done.returncode == 0 else None
 
 
+PACKAGE = Path(__file__).resolve().parents[1]  # resablate/
+
+
 @cache
-def code() -> dict:
-    """{"commit", "dirty", "diff_sha256", "checkout"} of the git checkout resablate runs from; commit None and a
-    `note` saying why when it runs from an installed package or git cannot tell. Cached: the tree of a running
-    process's code does not change under it in a way that matters (its modules are loaded)."""
-    package = Path(__file__).resolve().parents[1]  # resablate/
+def code(package: Path = PACKAGE) -> dict:
+    """{"commit", "dirty", "diff_sha256", "checkout", "note"} of the git checkout whose `package` (resablate/) runs;
+    commit None and a `note` saying why when it runs from an installed package or git cannot tell. Cached: a
+    process's code is loaded once, so what it was at the start is what ran."""
     top = _git(package, "rev-parse", "--show-toplevel")
     if top is None or Path(top.strip()).resolve() != package.parent:
         where = "git is not installed" if _git(package, "--version") is None else "not a git checkout"
