@@ -77,7 +77,8 @@ def _version(distribution: str) -> str | None:
 def versions() -> dict:
     """resablate, python and LIBRARIES; CUDA and cuDNN where torch has them."""
     found = {"resablate": _version("resablate"), "python": platform.python_version(),
-             **{name: _version(dist) for name, dist in LIBRARIES.items()}}
+             **{name: _version(dist) for name, dist in LIBRARIES.items()},
+             "torch": torch.__version__}  # with its build tag (+cu130, +cpu): which kernels it carries
     if torch.cuda.is_available():  # a CUDA build on a machine without a GPU ran no CUDA: nothing to record
         found["cuda"] = torch.version.cuda
         found["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None

@@ -145,3 +145,47 @@ def test_a_sweep_with_one_bad_job_starts_none(tmp_path, sweep, message):
     assert last.startswith(f"resablate: error: {message}") and last.endswith("; no job was started")
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "multirun").exists()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_a_run_records_the_code_that_made_it_and_a_rerun_by_other_code_says_so(tmp_path):
+    import shlex
+
+    import torch
+
+    args = [*TINY, "trainer.max_steps=3"]
+    run_app(args, cwd=tmp_path)
+    run = only_run_folder(tmp_path / "outputs")
+    summary = json.loads((run / "summary.json").read_text())
+    code = summary["code"]
+    assert code["commit"] == git("rev-parse", "HEAD").strip() and code["checkout"] == str(REPO)
+    assert code["dirty"] == bool(git("status", "--porcelain").strip())  # tracked changes or new files
+    assert (code["diff_sha256"] is not None) == code["dirty"]
+    assert summary["versions"]["torch"] == torch.__version__ and summary["versions"]["python"] == sys.version.split()[0]
+    assert {"lightning", "hydra", "optuna", "resablate"} <= {k for k, v in summary["versions"].items() if v}
+    assert summary["accelerator"] == {"kind": "cpu", "name": summary["device_name"], "count": 1}
+    assert summary["command"] == shlex.join(["python", "-m", "resablate", *args])
+
+    summary["code"] = {**code, "commit": "0" * 40, "dirty": False}  # as if made by another commit
+    (run / "summary.json").write_text(json.dumps(summary))
+    again = run_app(args, cwd=tmp_path).stdout
+    assert "already completed, nothing to do" in again
+    now = code["commit"][:7] + (f"+dirty({code['diff_sha256'][:7]})" if code["dirty"] else "")
+    assert f"made by commit 0000000 and this is {now}; resume=never re-runs it" in again
+    assert json.loads((run / "summary.json").read_text())["code"]["commit"] == "0" * 40  # skipped, not re-run
+
+
+def test_outside_a_git_checkout_the_run_says_so_instead_of_a_commit(tmp_path):
+    from resablate.app import provenance
+
+    installed = tmp_path / "site-packages" / "resablate"
+    installed.mkdir(parents=True)
+    code = provenance.code(installed)
+    assert (code["commit"], code["dirty"]) == (None, None)
+    assert code["note"] == f"not a git checkout: resablate runs from {installed}"
