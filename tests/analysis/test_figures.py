@@ -194,3 +194,27 @@ def test_fig7_names_runs_without_checkpoints(zoo, tmp_path):
     unmeasured = [n for n in art.notes if "not measured (FileNotFoundError: no checkpoints/last.ckpt)" in n]
     assert len(unmeasured) == 7  # every completed cifar10 run of the zoo
     assert_image_files(art, tmp_path)
+
+
+def test_fig6_shows_the_spread_over_seeds_and_where_the_test_error_was_measured(zoo, zoo_figures):
+    """ResNet-20 has 3 seeds: a band of ± one sample std around its mean test curve; each bold curve has a marker at
+    each step where metrics.csv has a test error (no marker on the dashed training curves)."""
+    _, artifacts, drawn = zoo_figures
+    resnet = drawn["fig6"].axes[1]
+    runs = [pd.read_csv(zoo / SWEEP / str(i) / "metrics.csv") for i in (3, 4, 5)]
+    finals = [r["test/err"].dropna().iloc[-1] for r in runs]
+    bands = [c for c in resnet.collections if len(c.get_paths())]
+    upper = max(path.vertices[:, 1].max() for c in bands for path in c.get_paths())
+    lower = min(path.vertices[:, 1].min() for c in bands for path in c.get_paths())
+    assert bands and lower <= statistics.mean(finals) - statistics.stdev(finals) + 1e-9
+    last_band = [c for c in bands if c.get_paths()[0].vertices[:, 0].max() == pytest.approx(6.4)]
+    top = max(v[1] for c in last_band for p in c.get_paths() for v in p.vertices if v[0] == pytest.approx(6.4))
+    assert top == pytest.approx(statistics.mean(finals) + statistics.stdev(finals))
+    assert upper >= top
+    measured = sorted(runs[0]["step"][runs[0]["test/err"].notna()] / 1e4)
+    bold = [line for line in resnet.get_lines() if line.get_linestyle() == "-"]
+    assert all(line.get_marker() == "o" for line in bold)
+    assert any(list(line.get_xdata()) == pytest.approx(measured) for line in bold)
+    assert all(line.get_marker() in ("None", None, "") for line in resnet.get_lines() if line.get_linestyle() == "--")
+    assert "bands: ± 1 std over seeds" in drawn["fig6"]._suptitle.get_text()
+    assert "CIFAR-10" in drawn["fig6"]._suptitle.get_text()  # the data set by its name, not cifar10
