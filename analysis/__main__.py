@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis import runs as run_records
-from analysis.compare import BY, METRICS, compare
-from analysis.constructed import constructed
-from analysis.ensemble import ensemble
-from analysis.fig7 import DEFAULT_MAX_IMAGES
-from analysis.inventory import runs_table
-from analysis.report import ITEMS, report
+from . import runs as run_records
+from .compare import BY, METRICS, compare
+from .constructed import constructed
+from .ensemble import ensemble
+from .fig7 import DEFAULT_MAX_IMAGES
+from .inventory import runs_table
+from .report import ITEMS, report
 
 ARTIFACTS = {**ITEMS, "report": report, "ensemble": ensemble, "compare": compare, "constructed": constructed,
              "runs": runs_table}
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.name in NEEDS_NO_RUNS:
             runs = None
         elif args.wandb:
-            from analysis.wandb_runs import load as load_wandb
+            from .wandb_runs import load as load_wandb
 
             runs = load_wandb(args.wandb, args.wandb_filters)
         else:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.output import Artifact, fmt, write_table
-from analysis.runs import Runs, method_label, recipe_label
-from analysis.stats import MIN_PAIRS, difference, holm
+from .output import Artifact, fmt, write_table
+from .runs import Runs, method_label, recipe_label
+from .stats import MIN_PAIRS, difference, holm
 
 BY = ("shortcut", "depth", "block", "recipe")  # the usual ones; any configuration key is taken
 METRICS = {"test_error": "test error", "train_error": "final training error", "val_error": "validation error"}

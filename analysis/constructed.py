@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.curves import load_curves
-from analysis.output import Artifact, empty_panel, fmt, save_figure, write_table
-from analysis.runs import Runs, display_path, method_label, recipe_label
-from analysis.trained import eval_batches, trained_network
 from resablate.builder import build_datamodule, build_net, initialise_from
 from resablate.models.scoring import class_scores
 from resablate.records import RunFolder
+
+from .curves import load_curves
+from .output import Artifact, empty_panel, fmt, save_figure, write_table
+from .runs import Runs, display_path, method_label, recipe_label
+from .trained import eval_batches, trained_network
 
 ROLES = ("shallow, trained", "constructed, before training", "from scratch, trained", "constructed, after training")
 SAME = ("dataset", "recipe", "max_steps", "shortcut", "depth", "block", "seed")

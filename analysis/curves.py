@@ -25,9 +25,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from analysis.output import Artifact, empty_panel, save_figure
-from analysis.paper import PAPER_DATASET
-from analysis.runs import (
+from .output import Artifact, empty_panel, save_figure
+from .paper import PAPER_DATASET
+from .runs import (
     PLAIN,
     Runs,
     arm_differences,

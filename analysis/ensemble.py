@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.output import Artifact, write_table
-from analysis.runs import Runs, display_path, method_label
-from analysis.trained import eval_batches, trained_network
 from resablate.models.scoring import class_scores
+
+from .output import Artifact, write_table
+from .runs import Runs, display_path, method_label
+from .trained import eval_batches, trained_network
 
 
 def errors(scores: np.ndarray, labels: np.ndarray, top5: bool) -> dict[str, float]:

@@ -20,10 +20,10 @@ import seaborn as sns
 import torch
 from torch import nn
 
-from analysis.output import Artifact, empty_panel, save_figure, write_csv
-from analysis.paper import PAPER_DATASET
-from analysis.runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset, pick_recipe
-from analysis.trained import eval_batches, trained_network
+from .output import Artifact, empty_panel, save_figure, write_csv
+from .paper import PAPER_DATASET
+from .runs import PLAIN, Runs, describe, display_path, method_label, pick_dataset, pick_recipe
+from .trained import eval_batches, trained_network
 
 DEFAULT_MAX_IMAGES = 2000
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.output import Artifact, fmt, write_table
-from analysis.runs import Runs, display_path, duplicate_notes, status_counts
+from .output import Artifact, fmt, write_table
+from .runs import Runs, display_path, duplicate_notes, status_counts
 
 COLUMNS = ("run_dir", "overrides", "seed", "status", "error", "test_error", "train_error", "params", "macs",
            "wall_seconds", "images_per_second", "commit", "arm_id")

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from analysis.output import Artifact, empty_panel, fmt, save_figure, write_table
-from analysis.runs import Runs, describe, display_path, method_label, pick_dataset
+from .output import Artifact, empty_panel, fmt, save_figure, write_table
+from .runs import Runs, describe, display_path, method_label, pick_dataset
 
 
 def pareto_mask(cost: pd.Series, error: pd.Series) -> pd.Series:

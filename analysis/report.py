@@ -7,12 +7,12 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from analysis.curves import fig1, fig4, fig6
-from analysis.fig7 import fig7
-from analysis.output import Artifact, markdown_table, write_texts
-from analysis.pareto import pareto
-from analysis.runs import Runs, describe, display_path, status_counts
-from analysis.tables import table1, table2, table3, table6
+from .curves import fig1, fig4, fig6
+from .fig7 import fig7
+from .output import Artifact, markdown_table, write_texts
+from .pareto import pareto
+from .runs import Runs, describe, display_path, status_counts
+from .tables import table1, table2, table3, table6
 
 ITEMS = {"table1": table1, "table2": table2, "table3": table3, "table6": table6, "fig1": fig1, "fig4": fig4,
          "fig6": fig6, "fig7": fig7, "pareto": pareto}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.output import Artifact, fmt, write_table
-from analysis.paper import PAPER_DATASET, PAPER_TEST_PROTOCOL, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
-from analysis.runs import (
+from .output import Artifact, fmt, write_table
+from .paper import PAPER_DATASET, PAPER_TEST_PROTOCOL, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
+from .runs import (
     Runs,
     arm_differences,
     dataset_title,
@@ -30,7 +30,7 @@ from analysis.runs import (
     method_label,
     recipe_label,
 )
-from analysis.stats import INTERVAL, summary
+from .stats import INTERVAL, summary
 
 KEY = ["dataset", "test_protocol", "recipe", "max_steps", "shortcut", "depth", "block"]  # what a row is named by
 INCOMPLETE = ("failed", "diverged", "pruned", "interrupted", "missing")

@@ -12,8 +12,9 @@ import threading
 
 import pandas as pd
 
-from analysis.runs import COLUMNS, Runs, normalize, with_arms
 from resablate.records import arm_of_resolved
+
+from .runs import COLUMNS, Runs, normalize, with_arms
 
 TIMEOUT = 60.0
 STATE_STATUS = {"crashed": "failed", "failed": "failed", "killed": "failed", "running": "missing"}

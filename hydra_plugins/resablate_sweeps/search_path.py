@@ -2,15 +2,18 @@
 
 Why a plugin: `hydra.searchpath: [file://sweeps]` in conf/config.yaml is relative to the working directory, and
 `pkg://` needs a Python package; a plain `file://<repo>/sweeps` entry would make each file a primary config, not an
-option of a group. This SearchPathPlugin finds `sweeps/` next to `conf/` (the editable install runs from the
-repository, so this works from any working directory) and adds it through a small config source that shows the
-folder as the group `sweep`. It acts only when the app's own config folder (`<repo>/conf`) is on the search path:
-other Hydra apps in the same environment get no `sweep` group.
+option of a group. This SearchPathPlugin finds `sweeps/` next to `conf/` and adds it through a small config source
+that shows the folder as the group `sweep`: the repository's folders when resablate runs from a checkout (or an
+editable install), else the copies an installed wheel carries in `resablate/_configs/` (the rule of
+resablate/paths.py, applied here without importing resablate: the plugins and the app meet only through configs). It
+acts only when the app's own config folder is on the search path: other Hydra apps in the same environment get no
+`sweep` group.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import os
 from pathlib import Path
 
@@ -18,9 +21,20 @@ from hydra._internal.core_plugins import file_config_source
 from hydra.core import config_search_path, object_type
 from hydra.plugins import config_source, search_path_plugin
 
-REPO = Path(__file__).resolve().parents[2]
-CONF_DIR = REPO / "conf"
-SWEEPS_DIR = REPO / "sweeps"
+
+def _config_folder(name: str) -> Path:
+    """resablate's `conf` or `sweeps` folder, by resablate/paths.py's rule; found, not imported."""
+    spec = importlib.util.find_spec("resablate")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    package = Path(locations[0]).resolve() if locations else Path(__file__).resolve().parents[2] / "resablate"
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / name).is_dir():
+        return checkout / name
+    return package / "_configs" / name
+
+
+CONF_DIR = _config_folder("conf")
+SWEEPS_DIR = _config_folder("sweeps")
 GROUP = "sweep"
 SCHEME = "resablate-sweeps"
 

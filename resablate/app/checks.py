@@ -24,9 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from resablate.app.schema import ResablateConfig, TrainerConfig
 from resablate.builder import ConfigError, build_datamodule, build_net, enum_name, optimizer_class, to_container
+from resablate.paths import CONF_DIR, SWEEPS_DIR
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-SWEEPS_DIR = CONF_DIR.parent / "sweeps"
 TRAINER_KEYS = tuple(f.name for f in dataclasses.fields(TrainerConfig))  # resablate's; any other is pl.Trainer's
 SET_BY_RESABLATE = ("max_steps", "max_epochs", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
                     "logger", "callbacks", "plugins", "enable_progress_bar", "enable_model_summary", "default_root_dir")

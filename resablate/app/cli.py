@@ -32,9 +32,9 @@ from omegaconf import DictConfig
 
 from resablate.app import checks, naming, schema
 from resablate.builder import ConfigError
+from resablate.paths import CONF_DIR
 from resablate.records import RunFolder, RunFolderBusy, read_outcomes, write_outcome
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 SWEEPER_PARAMS = "hydra.sweeper.params."
 TOKEN_ENV = "RESABLATE_SWEEP_RUN"  # names this run of a sweep: its jobs' outcomes are collected under it
 EXIT_CODES = {"failed": 1, "refused": 2, "diverged": 3, "already diverged": 3}  # the worst wins; others are 0
@@ -47,7 +47,7 @@ schema.register()  # before Hydra composes: conf/config.yaml starts from the sch
 naming.register()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig):
     from resablate.app.train import train  # torch and Lightning: only once Hydra has a job to run
 
@@ -201,10 +201,23 @@ def runs_a_sweep(args: list[str]) -> bool:
     return keys.get("hydra.mode", "MULTIRUN" if naming.SWEEP_GROUP in keys else "RUN").upper() == "MULTIRUN"
 
 
+HYDRA_ONLY = ("-sc", "--shell-completion", "-h", "--help", "--hydra-help", "-i", "--info")  # Hydra answers, no job
+
+
+def sweep_file(args: list[str]) -> list[str]:
+    """`sweep=NAME` -> `+sweep=NAME`: the sweep files are an optional group (no default to override), which Hydra
+    spells with `+`; both spellings run sweeps/NAME.yaml."""
+    return [f"+{a}" if a.startswith(f"{naming.SWEEP_GROUP}=") else a for a in args]
+
+
 def cli() -> None:
     """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
-    line naming the value; then the Hydra app runs, and a sweep ends with its closing line."""
-    sys.argv[1:] = hide_storage_password(sweeper_params(sys.argv[1:]))
+    line naming the value; then the Hydra app runs, and a sweep ends with its closing line. Hydra's own flags (shell
+    completion, help, info) go straight to Hydra."""
+    if set(HYDRA_ONLY) & set(sys.argv[1:]):
+        main()
+        return
+    sys.argv[1:] = hide_storage_password(sweeper_params(sweep_file(sys.argv[1:])))
     # `-m` anywhere, as users type it (`shortcut=projection -m depth=34`): Hydra's parser takes the overrides only as
     # one run of words and would answer with its usage text.
     flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
