@@ -39,6 +39,10 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from resablate import log as logs
+
+log = logs.get(__name__)
+
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CONFIG = ".hydra/config.yaml"
@@ -181,8 +185,8 @@ class RunFolder:
             number += 1
             target = file.with_name(f"{file.name}.damaged{number}")
         os.replace(file, target)
-        print(f"[resablate] {file} is damaged ({why.splitlines()[0] if why else 'unreadable'}): set aside as "
-              f"{target.name}, going on without it", flush=True)
+        log.info(f"{file} is damaged ({why.splitlines()[0] if why else 'unreadable'}): set aside as "
+              f"{target.name}, going on without it")
         return target
 
     def identity(self) -> dict | None:
@@ -251,15 +255,15 @@ class RunFolder:
                 step = int(load_checkpoint(file)["global_step"])
             except Exception as err:  # truncated or foreign file: fall back, and say so
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                print(f"[resablate] checkpoint {file} is truncated or damaged, not used "
-                      f"({type(err).__name__}: {reason})", flush=True)
+                log.info(f"checkpoint {file} is truncated or damaged, not used "
+                      f"({type(err).__name__}: {reason})")
                 damaged.append(file)
                 continue
             if damaged:
-                print(f"[resablate] resuming from the previous checkpoint {file} (step {step}) instead", flush=True)
+                log.info(f"resuming from the previous checkpoint {file} (step {step}) instead")
             return file, step
         if damaged:
-            print(f"[resablate] no readable checkpoint in {self.checkpoints}: starting over", flush=True)
+            log.info(f"no readable checkpoint in {self.checkpoints}: starting over")
         return None
 
     @contextmanager

@@ -19,6 +19,7 @@ import errno
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -210,10 +211,27 @@ def sweep_file(args: list[str]) -> list[str]:
     return [f"+{a}" if a.startswith(f"{naming.SWEEP_GROUP}=") else a for a in args]
 
 
+def quiet_third_parties() -> None:
+    """Known third-party console lines that tell a resablate user nothing, silenced at their source; Lightning's INFO
+    lines are silenced by logger level in conf/hydra/job_logging/resablate.yaml. Real warnings still show."""
+    # Lightning sees `srun` on PATH and suggests running under it: resablate's SLURM jobs go through submitit
+    # (hydra/launcher=slurm), which calls srun itself; a login node or a test machine with SLURM installed is no job.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
+    # Lightning 2.6's own pytree helper uses torch's deprecated LeafSpec check on every batch transfer: theirs to fix,
+    # twice per run with a site-packages path, nothing the user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
+    # W&B prints four lines per run (offline mode, `wandb online`, where it saves, `wandb leet`) and a warning about a
+    # setting Lightning passes; resablate says once where W&B writes and in which mode (app/tracking.py). A user who
+    # wants W&B's own lines sets WANDB_SILENT=false.
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
 def cli() -> None:
     """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
     line naming the value; then the Hydra app runs, and a sweep ends with its closing line. Hydra's own flags (shell
     completion, help, info) go straight to Hydra."""
+    quiet_third_parties()
     if set(HYDRA_ONLY) & set(sys.argv[1:]):
         main()
         return

@@ -12,6 +12,9 @@ tests/app/test_compat.py fails when the upstream behaviour it relies on changes 
    watches once the job's ranks are reaped.
 3. `trainer=ddp_spawn` hands Hydra's state (HydraConfig of the job) to the ranks it spawns, as
    hydra-submitit-launcher does for its jobs (`hydra.core.singleton.Singleton.get_state` / `set_state`).
+4. Lightning's WandbLogger always passes `anonymous` to `wandb.init` (None unless asked); wandb deprecated the
+   setting and warns on any value, even with WANDB_SILENT (wandb/wandb PR 10909 names Lightning as the integration
+   that triggers it). `drop_wandb_anonymous` removes the key from the logger's init arguments before its run starts.
 """
 
 from __future__ import annotations
@@ -51,3 +54,10 @@ def restore_hydra_state(state: Any) -> None:
     from hydra.core.singleton import Singleton
 
     Singleton.set_state(state)
+
+
+def drop_wandb_anonymous(logger: Any) -> None:
+    """Patch 4: `wandb.init` without Lightning's `anonymous` argument (resablate never asks for anonymous mode)."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and not init.get("anonymous"):
+        init.pop("anonymous", None)

@@ -35,9 +35,12 @@ from collections.abc import Sequence
 import torch
 from lightning_fabric.plugins.environments import ClusterEnvironment
 
+from resablate import log as logs
 from resablate.app import compat
 from resablate.builder import ConfigError, to_container
 from resablate.records import write_rank_record
+
+log = logs.get(__name__)
 
 RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "RANK",
                   "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED")
@@ -282,7 +285,7 @@ def end_job(trainer, launched_ranks: bool, failed: bool = False) -> None:
         try:
             proc.wait(timeout=CHILD_GRACE_SECONDS[failed])
         except subprocess.TimeoutExpired:
-            print(f"[resablate] rank process {proc.pid} did not exit after its job; killing it", file=sys.stderr)
+            log.warning(f"rank process {proc.pid} did not exit after its job; killing it")
             proc.kill()
             proc.wait()
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -18,8 +18,12 @@ from urllib.parse import urlparse
 import pandas as pd
 from omegaconf import DictConfig
 
+from resablate import log as logs
+from resablate.app import compat
 from resablate.builder import ConfigError, to_container
 from resablate.records import RunFolder
+
+log = logs.get(__name__)
 
 WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run")  # what wandb itself takes from WANDB_MODE
 PROBE_SECONDS = 3.0
@@ -91,17 +95,19 @@ def check_wandb(requested: str) -> str:
     if forced:
         raise ConfigError(f"{forced}, but the W&B server cannot be reached ({why}); log offline "
                           "(logger.wandb.mode=offline, uploaded later by `wandb sync`), or use logger=csv")
-    print(f"[resablate] W&B: a key is configured but the server cannot be reached ({why}): logging offline; "
-          "`wandb sync <run folder>/wandb/offline-run-*` uploads it later", flush=True)
+    log.info(f"W&B: a key is configured but the server cannot be reached ({why}): logging offline; "
+          "`wandb sync <run folder>/wandb/offline-run-*` uploads it later")
     return "offline"
 
 
 def wandb_logger(
     cfg: DictConfig, net, datamodule, overrides: list[str], group: str | None, run: RunFolder, resumed: bool,
-    mode: str, provenance: dict | None = None,
+    mode: str, provenance: dict | None = None, resolved: dict | None = None,
 ):
-    """The job's WandbLogger in `mode` (`check_wandb`'s answer); None when disabled. Its config is the job's config
-    and, under `provenance.`, which code made the run (resablate/app/provenance.py)."""
+    """The job's WandbLogger in `mode` (`check_wandb`'s answer); None when disabled. Its config is the job's config as
+    asked, what it resolved to under `resolved.` (block, family, stage depths, widths, precision, channels_last,
+    threads, params, MACs: known from the start, so a killed run shows them too), and under `provenance.` which code
+    made the run (resablate/app/provenance.py)."""
     if mode == "disabled":
         return None
     import wandb
@@ -109,10 +115,14 @@ def wandb_logger(
 
     arch = net.describe()
     flat = pd.json_normalize(to_container(cfg), sep=".").iloc[0].to_dict()
-    if provenance:
-        flat.update(pd.json_normalize({"provenance": provenance}, sep=".").iloc[0].to_dict())
+    for key, extra in (("provenance", provenance), ("resolved", resolved)):
+        if extra:
+            flat.update(pd.json_normalize({key: extra}, sep=".").iloc[0].to_dict())
     run_id = run.wandb_id(fresh=uuid.uuid4().hex[:8])
-    return WandbLogger(
+    where = Path(run.path) / "wandb"
+    log.info(f"W&B: {mode}, run {run_id} in {where}" + (
+        f" (upload later: wandb sync {where}/offline-run-*)" if mode == "offline" else ""))
+    logger = WandbLogger(
         project=cfg.logger.wandb.project,
         entity=cfg.logger.wandb.entity,
         group=group,
@@ -131,3 +141,5 @@ def wandb_logger(
         job_type="train",
         settings=wandb.Settings(quiet=True),
     )
+    compat.drop_wandb_anonymous(logger)
+    return logger

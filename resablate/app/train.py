@@ -31,6 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from resablate import log as logs
 from resablate.app import naming, provenance, pruning
 from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, progress_bar
 from resablate.app.checks import check_data, check_values, effective_max_steps
@@ -44,13 +45,15 @@ from resablate.app.distributed import (
     spawn_ranks,
     spawns_ranks,
 )
-from resablate.app.hardware import SIDE_BY_SIDE_ENV, Decisions, apply_threads, decide, usable_cores
+from resablate.app.hardware import SIDE_BY_SIDE_ENV, apply_threads, decide, usable_cores
 from resablate.app.module import ResNetModule
 from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, initialise_from, to_container
 from resablate.models import ResNet, count_macs, count_params
 from resablate.records import LAST, RunFolder, RunFolderBusy, code_label
+
+log = logs.get(__name__)
 
 FINAL = ("completed", "diverged", "pruned")  # statuses that resume=auto leaves alone; failed and interrupted resume
 
@@ -119,11 +122,11 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
         except ValueError:
             previous = None  # a rank > 0 of a submitit job, reading while rank 0 sets the damaged one aside
         if enum_name(cfg.resume) == "auto" and previous and previous.get("status") in FINAL:
-            print(f"[resablate] {run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
+            log.info(f"{run.path}: already {previous['status']}, nothing to do (resume=never starts over)")
             then, now = code_label(previous.get("code")), code_label(provenance.code())
             if then != now:
-                print(f"[resablate] {run.path}: kept as it is although it was made by commit {then} and this is "
-                      f"{now}; resume=never re-runs it with this code", flush=True)
+                log.info(f"{run.path}: kept as it is although it was made by commit {then} and this is "
+                      f"{now}; resume=never re-runs it with this code")
             if is_main_process():
                 run.restore_hydra_files(run.identity() or {})  # nothing done: Hydra's rewrite of .hydra/ undone
             if previous["status"] == "pruned":
@@ -148,13 +151,13 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
         run.start_over()
         previous = None  # nor counts its wall time
     elif resume is not None and main:
-        print(f"[resablate] resuming from step {resume[1]} ({resume[0]})", flush=True)
+        log.info(f"resuming from step {resume[1]} ({resume[0]})")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
                        int(cfg.trainer.devices), job.side_by_side)
     apply_threads(decisions.threads.value)
     if main:
-        print(f"[resablate] {decisions.line()}", flush=True)
+        log.info(f"{decisions.line()}")
     module = ResNetModule(torch.compile(job.net) if cfg.compile else job.net, job.recipe, job.total_steps, job.warmup,
                           log_every=cfg.trainer.log_every_n_steps,
                           eval_names=("val", "test") if dm.val_size else ("test",), top5=dm.num_classes >= 100,
@@ -162,8 +165,11 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume and main else None)  # rank 0 writes it
     made_by = provenance.record(decisions.device.kind, int(cfg.trainer.devices) * int(cfg.trainer.num_nodes),
                                 decisions.device.describe())
+    # What ran, not what was asked (`auto`): the W&B run shows it from its start, summary.json at the end.
+    resolved = {**job.net.describe(), **decisions.summary(), "params": count_params(job.net),
+                "macs": count_macs(job.net, (1, dm.in_channels, dm.image_size, dm.image_size))}
     wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None,
-                         mode=job.wandb_mode, provenance=made_by) if main else None
+                         mode=job.wandb_mode, provenance=made_by, resolved=resolved) if main else None
     stopwatch = Stopwatch()
     preemption = Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps,
                             eval_every=eval_interval(job.recipe["eval_every"], job.total_steps))
@@ -177,7 +183,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                             eval_every=job.recipe["eval_every"], loggers=[metrics, *([wandb] if wandb else [])],
                             callbacks=callbacks, plugins=job.plugins, root_dir=run.path, progress_bar=bool(bar))
     metrics.trainer = trainer
-    summary = {**_base_summary(job, trainer, decisions), **made_by}
+    summary = {**_base_summary(job, trainer, resolved), **made_by}
     summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
     summary["resumed_from"] = resume[1] if resume else None  # the step of last.ckpt this attempt started from
     start, status = time.perf_counter(), "failed"
@@ -259,7 +265,7 @@ def _busy(cfg: DictConfig, err: RunFolderBusy) -> tuple[float | list[float], str
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if not multirun or pruning.current_trial() is not None:
         raise err
-    print(f"[resablate] {err}: skipped here, that job finishes it", flush=True)
+    log.info(f"{err}: skipped here, that job finishes it")
     return objective_value(cfg, {"status": "skipped"}), "skipped"
 
 
@@ -314,23 +320,20 @@ def objective_value(cfg: DictConfig, summary: dict) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
-def _base_summary(job: Job, trainer: pl.Trainer, decisions: Decisions) -> dict[str, Any]:
-    cfg, net, dm = job.cfg, job.net, job.datamodule
+def _base_summary(job: Job, trainer: pl.Trainer, resolved: dict[str, Any]) -> dict[str, Any]:
+    cfg, dm = job.cfg, job.datamodule
     return {
-        **net.describe(),
+        **resolved,
         "dataset": dm.name,
         "test_protocol": getattr(dm, "test_protocol", "single view"),  # ImageNet: centre crop, 10-crop, multi-scale
         "init_from": job.init_from,
         "recipe": job.recipe["name"],
         "seed": cfg.seed,
-        "params": count_params(net),
-        "macs": count_macs(net, (1, dm.in_channels, dm.image_size, dm.image_size)),
         "overrides": " ".join(job.overrides),
         "world_size": trainer.world_size,
         "num_nodes": trainer.num_nodes,
         "global_batch": job.recipe["batch_size"],
         "max_steps": job.total_steps,
-        **decisions.summary(),
     }
 
 
@@ -363,8 +366,7 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
                 logger.save()
             job.run.write_summary(summary)
         except OSError as err:  # a full disk: the error that ended the run is the one to report, not this one
-            print(f"[resablate] could not write the run's records in {job.run.path} ({err.strerror or err})",
-                  flush=True)
+            log.info(f"could not write the run's records in {job.run.path} ({err.strerror or err})")
             if status != "failed":
                 raise
         _print_result(job, summary)
@@ -395,6 +397,6 @@ def _print_result(job: Job, s: dict) -> None:
         "pruned": f" at step {s.get('pruned_at')}",
         "interrupted": f" by {s.get('signal')} at step {s['steps']} (the same command resumes it)",
     }.get(s["status"], "")
-    print(f"[resablate] {what}: {s['status']}{extra}, {errors or 'no errors measured'}; {s['steps']} steps, {ips}, "
-          f"{s['wall_seconds']:.0f}s -> {job.run.path}", flush=True)
+    log.info(f"{what}: {s['status']}{extra}, {errors or 'no errors measured'}; {s['steps']} steps, {ips}, "
+          f"{s['wall_seconds']:.0f}s -> {job.run.path}")
 

@@ -43,3 +43,18 @@ def test_hydra_state_round_trips():
     state = compat.hydra_state()
     compat.restore_hydra_state(state)
     assert compat.hydra_state().keys() == state.keys()
+
+
+def test_lightning_still_passes_wandb_anonymous_and_the_patch_drops_it(tmp_path):
+    """Patch 4: when Lightning stops passing `anonymous` (or wandb stops warning), the patch can go."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    from resablate.app.compat import drop_wandb_anonymous
+
+    logger = WandbLogger(project="p", save_dir=str(tmp_path), mode="disabled")
+    assert "anonymous" in logger._wandb_init and logger._wandb_init["anonymous"] is None
+    drop_wandb_anonymous(logger)
+    assert "anonymous" not in logger._wandb_init
+    asked = WandbLogger(project="p", save_dir=str(tmp_path), mode="disabled", anonymous=True)
+    drop_wandb_anonymous(asked)
+    assert asked._wandb_init["anonymous"] == "allow"  # asked for: kept
