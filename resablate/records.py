@@ -54,7 +54,7 @@ PREVIOUS = "last.prev.ckpt"
 # Keys that say how a run is done or reported, not what it computes: changing them keeps the run (and its checkpoint).
 NOT_IN_IDENTITY = ("resume", "objective", "compile", "channels_last", "logger", "trainer.threads",
                    "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.progress_bar",
-                   "data.download")
+                   "trainer.progress_every_s", "trainer.progress_every_n_steps", "data.download")
 SEED = "seed"
 OPEN_SEED = "<seed>"  # the seed left open: an arm's value of every key that follows the seed (`data.seed: ${seed}`)
 

@@ -1,4 +1,5 @@
-"""The job's callbacks: a stopwatch for images/s and start-up time, the Optuna trial's reports, and preemption signals
+"""The job's callbacks: a stopwatch for images/s and start-up time, the run's progress where people look (a bar on a
+terminal, log lines in a SLURM .out, a pipe or resablate.log), the Optuna trial's reports, and preemption signals
 (SLURM's SIGTERM, SIGUSR1, SIGUSR2) that save a checkpoint at the next step boundary before the job stops."""
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+
+from resablate import log as logs
+
+log = logs.get(__name__)
 
 
 class Interrupted(SystemExit):
@@ -165,9 +170,93 @@ class Preemption(pl.Callback):
         raise Interrupted(128 + self.received)
 
 
-def progress_bar(mode: str) -> list[pl.Callback]:
-    if mode == "rich" or (mode == "auto" and sys.stdout.isatty()):
-        from pytorch_lightning.callbacks import RichProgressBar
+PROGRESS_MODES = ("auto", "bar", "log", "none")  # auto: a bar on a terminal, log lines otherwise
 
-        return [RichProgressBar()]
-    return []
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Progress(pl.Callback):
+    """The run's progress over its steps (not an epoch's batches): step/total, %, training error and loss, lr,
+    images/s and ETA. `bar`: a rich bar (a terminal); `log`: a line through the `resablate` logger every `every_s`
+    seconds, or every `every_steps` steps when given, so that it reaches a SLURM .out, a piped log and the run's
+    resablate.log. Evaluations say what they evaluate. Rank 0 only."""
+
+    def __init__(self, mode: str, total_steps: int, global_batch: int, every_s: float, every_steps: int | None):
+        self.mode, self.total, self.batch = mode, total_steps, global_batch
+        self.every_s, self.every_steps = every_s, every_steps
+        self.bar = self.task = None
+
+    def on_train_start(self, trainer, pl_module):
+        self.start_step, self.start = trainer.global_step, time.perf_counter()
+        self.last_line = self.start
+        if self.mode == "bar" and trainer.is_global_zero:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[resablate] training"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                                TextColumn("{task.fields[state]}"), transient=False)
+            self.task = self.bar.add_task("train", total=self.total, completed=trainer.global_step, state="")
+            self.bar.start()
+
+    def _state(self, trainer, pl_module) -> tuple[str, float | None]:
+        """'train err 12.34%, loss 0.412, lr 0.0500, 1,234 img/s' and the steps per second of this attempt."""
+        done = trainer.global_step - self.start_step
+        elapsed = time.perf_counter() - self.start
+        rate = done / elapsed if done and elapsed > 0 else None
+        last = getattr(pl_module, "last_train", {}) or {}
+        parts = []
+        if "train/err" in last:
+            parts.append(f"train err {last['train/err']:.2f}%, loss {last['train/loss']:.3f}")
+        if hasattr(pl_module, "current_lr"):
+            parts.append(f"lr {pl_module.current_lr():.4g}")
+        if rate:
+            parts.append(f"{rate * self.batch:,.0f} img/s")
+        return ", ".join(parts), rate
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not trainer.is_global_zero or self.mode not in ("bar", "log"):
+            return
+        step = trainer.global_step
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, state=self._state(trainer, pl_module)[0])
+            return
+        now = time.perf_counter()
+        due = (step % self.every_steps == 0) if self.every_steps else (now - self.last_line >= self.every_s)
+        if not due or step >= self.total:
+            return  # the last step is told by the result line
+        self.last_line = now
+        state, rate = self._state(trainer, pl_module)
+        eta = f", ETA {_duration((self.total - step) / rate)}" if rate else ""
+        log.info(f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%): {state}{eta}")
+
+    def on_train_end(self, trainer, pl_module):
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.on_train_end(trainer, pl_module)
+
+    def _say(self, trainer, line: str) -> None:
+        if trainer.is_global_zero and self.mode != "none" and not trainer.sanity_checking:
+            log.info(line)
+
+    def on_validation_start(self, trainer, pl_module):
+        names = " and ".join(getattr(pl_module, "eval_names", ("test",)))
+        self._say(trainer, f"measuring the {names} error at step {trainer.global_step:,}")
+
+    def on_test_start(self, trainer, pl_module):
+        self._say(trainer, f"final test after step {trainer.global_step:,}")
+
+
+def progress(mode: str, total_steps: int, global_batch: int, every_s: float, every_steps: int | None) -> Progress:
+    """`trainer.progress_bar`: auto is a bar on a terminal and log lines otherwise (a file, a pipe, a SLURM .out)."""
+    if mode == "auto":
+        mode = "bar" if sys.stdout.isatty() else "log"
+    elif mode == "rich":  # the earlier name of `bar`
+        mode = "bar"
+    return Progress(mode, total_steps, global_batch, every_s, every_steps)

@@ -164,7 +164,7 @@ def check_recipe(recipe: DictConfig, max_steps: int | None) -> None:
 
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
-PROGRESS_BARS = ("auto", "rich", "none")
+PROGRESS_BARS = ("auto", "bar", "log", "none", "rich")  # rich: the earlier name of bar
 
 
 def check_trainer(trainer: DictConfig) -> None:
@@ -172,6 +172,10 @@ def check_trainer(trainer: DictConfig) -> None:
     check_positive("trainer.num_nodes", trainer.num_nodes)
     check_positive("trainer.log_every_n_steps", trainer.log_every_n_steps)
     check_positive("trainer.checkpoint_every_n_steps", trainer.checkpoint_every_n_steps)
+    if not isinstance(trainer.progress_every_s, (int, float)) or trainer.progress_every_s <= 0:
+        raise ConfigError(f"trainer.progress_every_s={trainer.progress_every_s!r} must be a number of seconds > 0")
+    if trainer.progress_every_n_steps is not None:
+        check_positive("trainer.progress_every_n_steps", trainer.progress_every_n_steps)
     if str(trainer.precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision={trainer.precision!r} is not valid; valid: {', '.join(PRECISIONS)}")
     if trainer.progress_bar not in PROGRESS_BARS:

@@ -76,7 +76,9 @@ class TrainerConfig:
     deterministic: bool = False
     log_every_n_steps: int = 50
     checkpoint_every_n_steps: int = 500
-    progress_bar: str = "auto"
+    progress_bar: str = "auto"  # auto: a bar on a terminal, log lines otherwise; bar | log | none
+    progress_every_s: float = 30.0  # log lines: one every this many seconds
+    progress_every_n_steps: int | None = None  # log lines every N steps instead (a step, not the clock)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from resablate import log as logs
 from resablate.app import naming, provenance, pruning
-from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, progress_bar
+from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, progress
 from resablate.app.checks import check_data, check_values, effective_max_steps
 from resablate.app.distributed import (
     cluster_plugins,
@@ -175,13 +175,14 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                             eval_every=eval_interval(job.recipe["eval_every"], job.total_steps))
     trial = pruning.current_trial()
     reporter = TrialReporter(trial, "val/err" if dm.val_size else "test/err") if trial is not None else None
-    bar = progress_bar(cfg.trainer.progress_bar)
-    callbacks = [stopwatch, *checkpoint_callbacks(run, cfg.trainer.checkpoint_every_n_steps, bool(dm.val_size)), *bar,
+    shown = progress(cfg.trainer.progress_bar, job.total_steps, job.recipe["batch_size"],
+                     cfg.trainer.progress_every_s, cfg.trainer.progress_every_n_steps)
+    callbacks = [stopwatch, *checkpoint_callbacks(run, cfg.trainer.checkpoint_every_n_steps, bool(dm.val_size)), shown,
                  *([reporter] if reporter is not None else []), preemption]
     trainer = build_trainer(cfg.trainer, precision=decisions.precision.value,
                             strategy=lightning_strategy(str(cfg.trainer.strategy)), max_steps=job.total_steps,
                             eval_every=job.recipe["eval_every"], loggers=[metrics, *([wandb] if wandb else [])],
-                            callbacks=callbacks, plugins=job.plugins, root_dir=run.path, progress_bar=bool(bar))
+                            callbacks=callbacks, plugins=job.plugins, root_dir=run.path, progress_bar=False)
     metrics.trainer = trainer
     summary = {**_base_summary(job, trainer, resolved), **made_by}
     summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
