@@ -12,7 +12,7 @@ import threading
 
 import pandas as pd
 
-from resablate.records import arm_of_resolved
+from resablate.records import SUMMARY_METRICS, arm_of_resolved
 
 from .runs import COLUMNS, Runs, normalize, with_arms
 
@@ -58,7 +58,10 @@ def load(path: str, filters: str | None = None) -> Runs:
         api = wandb.Api(timeout=int(TIMEOUT))
         rows, configs = [], []
         for run in api.runs(path, filters=json.loads(filters) if filters else None):
-            summary = {k: v for k, v in dict(run.summary).items() if k in COLUMNS}
+            raw = dict(run.summary)
+            # summary.json's names; runs logged since the W&B summary took metrics.csv's names have those
+            raw.update({name: raw[metric] for name, metric in SUMMARY_METRICS.items() if metric in raw})
+            summary = {k: v for k, v in raw.items() if k in COLUMNS}
             summary.setdefault("status", STATE_STATUS.get(run.state, run.state))
             rows.append({**summary, "run_dir": f"wandb:{path}/{run.id}"})
             made_by = {k.removeprefix("provenance.code."): v for k, v in dict(run.config).items()

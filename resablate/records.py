@@ -55,6 +55,10 @@ PREVIOUS = "last.prev.ckpt"
 NOT_IN_IDENTITY = ("resume", "objective", "compile", "channels_last", "logger", "trainer.threads",
                    "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.progress_bar",
                    "trainer.progress_every_s", "trainer.progress_every_n_steps", "data.download")
+# summary.json's names of the final metrics and metrics.csv's (and the W&B history's): the W&B summary uses the latter,
+# so that one number has one name in a W&B run; analysis/wandb_runs.py reads them back under summary.json's names.
+SUMMARY_METRICS = {"train_error": "train/err", "train_loss": "train/loss", "val_error": "val/err",
+                   "test_error": "test/err", "val_error5": "val/err5", "test_error5": "test/err5"}
 SEED = "seed"
 OPEN_SEED = "<seed>"  # the seed left open: an arm's value of every key that follows the seed (`data.seed: ${seed}`)
 

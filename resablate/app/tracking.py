@@ -100,6 +100,32 @@ def check_wandb(requested: str) -> str:
     return "offline"
 
 
+def _run_logger() -> type:
+    """Lightning's WandbLogger, with the W&B history's steps those of metrics.csv, and each metric logged once a step.
+
+    Lightning hands training metrics to loggers with a step one behind the iterations done (its counter has not yet
+    moved when they are logged) and validation metrics with its own count; `trainer.global_step`, read when they
+    arrive, is right for both (as MetricsLogger, app/trainer.py, does). The final test measures the test set again at
+    the last step, after the last evaluation did: its numbers are the same and are not logged a second time."""
+    from pytorch_lightning.loggers import WandbLogger
+    from pytorch_lightning.utilities import rank_zero_only
+
+    class RunLogger(WandbLogger):
+        trainer = None  # set once the Trainer exists
+
+        @rank_zero_only
+        def log_metrics(self, metrics, step=None):
+            if self.trainer is not None:
+                step = self.trainer.global_step
+            logged = self.__dict__.setdefault("_logged", set())
+            fresh = {k: v for k, v in metrics.items() if (step, k) not in logged or k == "epoch"}
+            logged.update((step, k) for k in fresh)
+            if set(fresh) - {"epoch"}:
+                super().log_metrics(fresh, step)
+
+    return RunLogger
+
+
 def wandb_logger(
     cfg: DictConfig, net, datamodule, overrides: list[str], group: str | None, run: RunFolder, resumed: bool,
     mode: str, provenance: dict | None = None, resolved: dict | None = None,
@@ -111,7 +137,6 @@ def wandb_logger(
     if mode == "disabled":
         return None
     import wandb
-    from pytorch_lightning.loggers import WandbLogger
 
     arch = net.describe()
     flat = pd.json_normalize(to_container(cfg), sep=".").iloc[0].to_dict()
@@ -122,7 +147,7 @@ def wandb_logger(
     where = Path(run.path) / "wandb"
     log.info(f"W&B: {mode}, run {run_id} in {where}" + (
         f" (upload later: wandb sync {where}/offline-run-*)" if mode == "offline" else ""))
-    logger = WandbLogger(
+    logger = _run_logger()(
         project=cfg.logger.wandb.project,
         entity=cfg.logger.wandb.entity,
         group=group,

@@ -51,7 +51,7 @@ from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, initialise_from, to_container
 from resablate.models import ResNet, count_macs, count_params
-from resablate.records import LAST, RunFolder, RunFolderBusy, code_label
+from resablate.records import LAST, SUMMARY_METRICS, RunFolder, RunFolderBusy, code_label
 
 log = logs.get(__name__)
 
@@ -184,6 +184,8 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                             eval_every=job.recipe["eval_every"], loggers=[metrics, *([wandb] if wandb else [])],
                             callbacks=callbacks, plugins=job.plugins, root_dir=run.path, progress_bar=False)
     metrics.trainer = trainer
+    if wandb is not None:
+        wandb.trainer = trainer
     summary = {**_base_summary(job, trainer, resolved), **made_by}
     summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
     summary["resumed_from"] = resume[1] if resume else None  # the step of last.ckpt this attempt started from
@@ -375,10 +377,10 @@ def _finish(job, trainer, module, stopwatch, summary, status, seconds, previous,
         import wandb as wandb_lib
 
         if trainer.global_rank == 0 and wandb_lib.run is not None:
-            wandb_lib.run.summary.update(
-                {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None}
-            )
-        wandb_lib.finish(exit_code=0 if status == "completed" else 1)
+            wandb_lib.run.summary.update({SUMMARY_METRICS.get(k, k): v for k, v in summary.items()
+                                          if isinstance(v, (int, float, str)) and v is not None})
+        # A pruned trial ended as its sweeper decided, not in error: W&B shows it finished, its `status` says pruned.
+        wandb_lib.finish(exit_code=0 if status in ("completed", "pruned") else 1)
 
 
 def _timestamp(seconds: float) -> str:
