@@ -44,13 +44,15 @@ def _value(arm: dict, keys: list[str]) -> str:
     return ", ".join(f"{k}={arm.get(k, '<unset>')}" for k in keys)
 
 
-def _arm_label(row, by: str, shown: list[str]) -> str:
-    label = method_label(row.shortcut, row.depth, row.block)
+def _arm_labels(a, b, by: str, shown: list[str]) -> tuple[str, str]:
+    """How the two sides are named: R1's names (plain-56, ResNet-20), with the compared key's values where those
+    alone do not tell them apart (any key but shortcut, depth and block; a shortcut's option such as its gate bias)."""
+    names = [method_label(r.shortcut, r.depth, r.block) for r in (a, b)]
     if by == "recipe":
-        return f"{label}, {recipe_label(row.recipe, row.max_steps)}"
-    if by in NAMED:
-        return label
-    return f"{label}, {_value(row.arm, shown)}"
+        return tuple(f"{n}, {recipe_label(r.recipe, r.max_steps)}" for n, r in zip(names, (a, b), strict=True))
+    if by in NAMED and names[0] != names[1]:
+        return names[0], names[1]
+    return tuple(f"{n}, {_value(r.arm, shown)}" for n, r in zip(names, (a, b), strict=True))
 
 
 def compare(runs: Runs, out: Path, by: str = "shortcut", metric: str = "test_error", **_) -> Artifact:
@@ -77,11 +79,12 @@ def compare(runs: Runs, out: Path, by: str = "shortcut", metric: str = "test_err
         arm_groups.sort(key=lambda item: _sort_key(item[1].iloc[0], shown))
         for (_, ga), (_, gb) in itertools.combinations(arm_groups, 2):
             a, b = ga.iloc[0], gb.iloc[0]
+            label_a, label_b = _arm_labels(a, b, by, shown)
             d = difference(ga[metric].astype(float), gb[metric].astype(float), list(ga.seed), list(gb.seed))
             rows.append({
                 "dataset": a.dataset, "test_protocol": a.test_protocol,
                 "recipe": "" if by == "recipe" else recipe_label(a.recipe, a.max_steps),
-                "A": _arm_label(a, by, shown), "B": _arm_label(b, by, shown), "n_A": len(ga), "n_B": len(gb),
+                "A": label_a, "B": label_b, "n_A": len(ga), "n_B": len(gb),
                 "paired": d.paired,
                 "mean_A": float(ga[metric].astype(float).mean()), "mean_B": float(gb[metric].astype(float).mean()),
                 "diff": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p, "why_no_test": d.why_no_test,
