@@ -31,6 +31,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from resablate import log as logs
 from resablate.app import checks, naming, schema
 from resablate.builder import ConfigError
 from resablate.paths import CONF_DIR
@@ -111,8 +112,7 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
         token = os.environ.get(TOKEN_ENV)
         if token and outcome.get("status") and is_main_process():  # one record a job, not one a submitit task
             write_outcome(hc.sweep.dir, token, number, outcome)
-    print(f"[resablate] job {number} ({overrides}): {outcome['status']}: {outcome['error']}", file=sys.stderr,
-          flush=True)
+    logs.get("resablate.sweep").error(f"job {number} ({overrides}): {outcome['status']}: {outcome['error']}")
     if pruning.current_trial() is not None:
         raise failure
     return objective_value(cfg, outcome)  # NaN, one per objective, as for any job that did not complete
