@@ -190,7 +190,7 @@ class RunFolder:
             target = file.with_name(f"{file.name}.damaged{number}")
         os.replace(file, target)
         log.info(f"{file} is damaged ({why.splitlines()[0] if why else 'unreadable'}): set aside as "
-              f"{target.name}, going on without it")
+                 f"{target.name}, going on without it")
         return target
 
     def identity(self) -> dict | None:
@@ -260,7 +260,7 @@ class RunFolder:
             except Exception as err:  # truncated or foreign file: fall back, and say so
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 log.info(f"checkpoint {file} is truncated or damaged, not used "
-                      f"({type(err).__name__}: {reason})")
+                         f"({type(err).__name__}: {reason})")
                 damaged.append(file)
                 continue
             if damaged:

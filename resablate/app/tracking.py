@@ -96,7 +96,7 @@ def check_wandb(requested: str) -> str:
         raise ConfigError(f"{forced}, but the W&B server cannot be reached ({why}); log offline "
                           "(logger.wandb.mode=offline, uploaded later by `wandb sync`), or use logger=csv")
     log.info(f"W&B: a key is configured but the server cannot be reached ({why}): logging offline; "
-          "`wandb sync <run folder>/wandb/offline-run-*` uploads it later")
+             "`wandb sync <run folder>/wandb/offline-run-*` uploads it later")
     return "offline"
 
 
@@ -145,8 +145,8 @@ def wandb_logger(
             flat.update(pd.json_normalize({key: extra}, sep=".").iloc[0].to_dict())
     run_id = run.wandb_id(fresh=uuid.uuid4().hex[:8])
     where = Path(run.path) / "wandb"
-    log.info(f"W&B: {mode}, run {run_id} in {where}" + (
-        f" (upload later: wandb sync {where}/offline-run-*)" if mode == "offline" else ""))
+    upload = f" (upload later: wandb sync {where}/offline-run-*)" if mode == "offline" else ""
+    log.info(f"W&B: {mode}, run {run_id} in {where}{upload}")
     logger = _run_logger()(
         project=cfg.logger.wandb.project,
         entity=cfg.logger.wandb.entity,

@@ -126,7 +126,7 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
             then, now = code_label(previous.get("code")), code_label(provenance.code())
             if then != now:
                 log.info(f"{run.path}: kept as it is although it was made by commit {then} and this is "
-                      f"{now}; resume=never re-runs it with this code")
+                         f"{now}; resume=never re-runs it with this code")
             if is_main_process():
                 run.restore_hydra_files(run.identity() or {})  # nothing done: Hydra's rewrite of .hydra/ undone
             if previous["status"] == "pruned":
@@ -401,5 +401,5 @@ def _print_result(job: Job, s: dict) -> None:
         "interrupted": f" by {s.get('signal')} at step {s['steps']} (the same command resumes it)",
     }.get(s["status"], "")
     log.info(f"{what}: {s['status']}{extra}, {errors or 'no errors measured'}; {s['steps']} steps, {ips}, "
-          f"{s['wall_seconds']:.0f}s -> {job.run.path}")
+             f"{s['wall_seconds']:.0f}s -> {job.run.path}")
 
