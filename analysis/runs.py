@@ -189,9 +189,11 @@ def duplicate_notes(runs: Runs, used: Sequence[str]) -> list[str]:
     notes = []
     for d in runs.duplicates:
         if d["kept"] in used:
+            row = runs.frame[runs.frame.run_dir == d["kept"]].iloc[0]
+            name = method_label(row.shortcut, row.depth, row.block)
             others = ", ".join(display_path(p) for p in d["dropped"])
-            notes.append(f"Seed {d['seed']} of one configuration is in {1 + len(d['dropped'])} folders; counted once, "
-                         f"from {display_path(d['kept'])} (not from {others}).")
+            notes.append(f"{name}, seed {d['seed']}: the same configuration and seed is in {1 + len(d['dropped'])} "
+                         f"folders; counted once, from {display_path(d['kept'])} (not from {others}).")
     return notes
 
 

@@ -72,7 +72,8 @@ def test_one_configuration_and_seed_in_two_folders_counts_once(lr_runs, tmp_path
     art = table6(runs, tmp_path / "out")
     rows = resnet20_rows(art).set_index("config")
     assert rows.loc["recipe.lr=0.05", "n"] == 2  # not 3
-    note = next(n for n in art.notes if n.startswith("Seed 0 of one configuration is in 2 folders"))
+    note = next(n for n in art.notes
+                if n.startswith("ResNet-20, seed 0: the same configuration and seed is in 2 folders"))
     kept, other = sorted([str(original), str(copy)])  # a copy ties on status and finish time: the first path is used
     assert f"from {kept} (not from {other})" in note  # paths outside the working directory stay absolute
     pair = compare(runs, tmp_path / "out", by="recipe.lr").table.iloc[0]
