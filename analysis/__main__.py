@@ -51,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, RuntimeError) as err:
         print(f"analysis: error: {err}", file=sys.stderr)
         return 2
+    if args.name == "ensemble" and not args.runs:
+        print("analysis: error: ensemble needs its members: --runs RUN_DIR RUN_DIR ...", file=sys.stderr)
+        return 2
+    try:
+        artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, recipe=args.recipe,
+                                        max_images=args.max_images, by=args.by, metric=args.metric)
+    except (FileNotFoundError, ValueError) as err:  # a bad --by or --metric; ensemble members of other test sets
+        print(f"analysis: error: {err}", file=sys.stderr)
+        return 2
     if runs is not None:
         aside = f"; {len(runs.set_aside)} more set aside as copies of these" if len(runs.set_aside) else ""
         counts = run_records.status_counts(runs.frame)
@@ -58,15 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         for note in runs.notes:
             print(note)
         print()
-    if args.name == "ensemble" and not args.runs:
-        print("analysis: error: ensemble needs its members: --runs RUN_DIR RUN_DIR ...", file=sys.stderr)
-        return 2
-    try:
-        artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, recipe=args.recipe,
-                                        max_images=args.max_images, by=args.by, metric=args.metric)
-    except (FileNotFoundError, ValueError) as err:  # ensemble: members without checkpoints or of other test sets
-        print(f"analysis: error: {err}", file=sys.stderr)
-        return 2
     artifact.print()
     return 0
 

@@ -70,7 +70,7 @@ def compare(runs: Runs, out: Path, by: str = "shortcut", metric: str = "test_err
     rest = [json.dumps({k: v for k, v in arm.items() if k not in compared}, sort_keys=True, default=str)
             for arm in arms]
     frame = frame.assign(rest=rest)
-    rows = []
+    rows, mixed = [], []
     for _, group in frame.groupby("rest", sort=False):
         arm_groups = list(group.groupby("arm_id", sort=False))
         if len(arm_groups) < 2:
@@ -81,6 +81,10 @@ def compare(runs: Runs, out: Path, by: str = "shortcut", metric: str = "test_err
             a, b = ga.iloc[0], gb.iloc[0]
             label_a, label_b = _arm_labels(a, b, by, shown)
             d = difference(ga[metric].astype(float), gb[metric].astype(float), list(ga.seed), list(gb.seed))
+            made = sorted(set(ga.commit) | set(gb.commit))
+            if len(made) > 1:  # a difference of code, not only of the compared key, may be in the numbers
+                mixed.append(f"{label_a} vs {label_b}: runs made by {len(made)} versions of the code "
+                             f"({', '.join(made)}).")
             rows.append({
                 "dataset": a.dataset, "test_protocol": a.test_protocol,
                 "recipe": "" if by == "recipe" else recipe_label(a.recipe, a.max_steps),
@@ -120,6 +124,7 @@ def compare(runs: Runs, out: Path, by: str = "shortcut", metric: str = "test_err
         "Small samples say so: an arm of one run has no test, and with 2-3 seeds only large differences can be "
         "significant.",
     ]
+    art.notes += mixed
     if numbers.empty:
         art.notes.insert(0, f"No two arms of completed runs with a {metric} differ only in {by}.")
     return write_table(art, numbers, out)

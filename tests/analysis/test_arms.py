@@ -106,8 +106,9 @@ def test_constructed_and_from_scratch_plain56_are_separate_rows(tmp_path):
 
 def test_compare_by_an_unknown_key_names_the_keys_that_vary(lr_runs, tmp_path, capsys):
     code = main(["compare", "--runs", str(lr_runs), "--by", "nonexistent.key", "--out", str(tmp_path)])
-    err = capsys.readouterr().err.strip()
-    assert code == 2
+    printed = capsys.readouterr()
+    err = printed.err.strip()
+    assert code == 2 and printed.out == ""  # the one line, nothing else
     assert len(err.splitlines()) == 1
     assert err.startswith("analysis: error: --by 'nonexistent.key' is not a configuration key of these runs")
     assert err.endswith("the keys that vary among them: recipe.lr")  # the seed is not a key of an arm
