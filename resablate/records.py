@@ -115,10 +115,14 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def _what_not_how(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config less the keys of NOT_IN_IDENTITY (and those under them), in key order."""
+    return {k: v for k, v in sorted(flat.items()) if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+
+
 def defining_config(cfg: DictConfig) -> dict[str, Any]:
     """The config that defines a run: resolved, flattened to dotted keys, less the keys of NOT_IN_IDENTITY."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    return {k: v for k, v in sorted(flat.items()) if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+    return _what_not_how(flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)))
 
 
 def digest(config: dict[str, Any]) -> str:
@@ -136,9 +140,7 @@ def arm_config(cfg: DictConfig) -> dict[str, Any]:
     try:
         defining = defining_config(opened)
     except Exception:  # an interpolation of a resolver that only the app registers: compared as written
-        flat = flatten(OmegaConf.to_container(opened, resolve=False, enum_to_str=True))
-        defining = {k: v for k, v in sorted(flat.items())
-                    if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+        defining = _what_not_how(flatten(OmegaConf.to_container(opened, resolve=False, enum_to_str=True)))
     defining.pop(SEED, None)
     return defining
 
@@ -146,9 +148,9 @@ def arm_config(cfg: DictConfig) -> dict[str, Any]:
 def arm_of_resolved(config: dict[str, Any]) -> dict[str, Any]:
     """`arm_config` of a flat config whose interpolations were resolved already (identity.json, a W&B run's config):
     the seed removed, and the data seed opened where it equals the run's seed (its default, `${seed}`)."""
-    config = {k: v for k, v in config.items() if not any(k == x or k.startswith(x + ".") for x in NOT_IN_IDENTITY)}
+    config = _what_not_how(config)
     seed = config.pop(SEED, None)
-    return {k: (OPEN_SEED if k == "data.seed" and v == seed else v) for k, v in sorted(config.items())}
+    return {k: (OPEN_SEED if k == "data.seed" and v == seed else v) for k, v in config.items()}
 
 
 class RunFolder:

@@ -170,9 +170,6 @@ class Preemption(pl.Callback):
         raise Interrupted(128 + self.received)
 
 
-PROGRESS_MODES = ("auto", "bar", "log", "none")  # auto: a bar on a terminal, log lines otherwise
-
-
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
