@@ -30,7 +30,7 @@ class BuildWithConfigs(build_py):
 setup(
     packages=[*find_packages(include=["resablate", "resablate.*"]), "resablate.analysis",
               # Hydra finds plugins in the namespace package hydra_plugins (no __init__.py of its own)
-              *find_namespace_packages(include=["hydra_plugins.*"], exclude=["*.__pycache__"])],
+              *find_namespace_packages(include=["hydra_plugins", "hydra_plugins.*"], exclude=["*.__pycache__"])],
     package_dir={"resablate.analysis": "analysis"},
     cmdclass={"build_py": BuildWithConfigs},
 )
