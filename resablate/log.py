@@ -11,15 +11,20 @@ import sys
 NAME = "resablate"
 
 
-class _CurrentStdout(logging.StreamHandler):
-    """A stream handler that writes to whatever sys.stdout is at each line (a redirected or captured one too)."""
+class StandardStream(logging.StreamHandler):
+    """A stream handler that writes to whatever sys.stdout (or sys.stderr) is at each line, not to the one it was
+    made with: a later redirection (pytest's capture, a progress display) sees resablate's lines as it sees prints.
+    conf/hydra/job_logging/resablate.yaml uses it for the console."""
 
-    def __init__(self):
-        super().__init__(sys.stdout)
+    def __init__(self, which: str = "stdout"):
+        if which not in ("stdout", "stderr"):
+            raise ValueError(f"which={which!r}: stdout or stderr")
+        self.which = which
+        super().__init__(getattr(sys, which))
 
     @property
     def stream(self):
-        return sys.stdout
+        return getattr(sys, self.which)
 
     @stream.setter
     def stream(self, _value):
@@ -30,7 +35,7 @@ def get(name: str = NAME) -> logging.Logger:
     """The `resablate` logger (or a child of it), with the stdout fallback when nothing configured it."""
     root = logging.getLogger(NAME)
     if not root.handlers:
-        handler = _CurrentStdout()
+        handler = StandardStream("stdout")
         handler.setFormatter(logging.Formatter("[resablate] %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)

@@ -123,7 +123,8 @@ def test_submitit_requeue_resumes_in_the_same_run_folder(tmp_path):
     run = folder / "0"
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["status"], summary["steps"], summary["world_size"]) == ("completed", 24, 2)
-    assert "Restoring states from the checkpoint path at" in (run / "resablate.log").read_text()
+    resumed = summary["resumed_from"]  # the requeued attempt went on from the first attempt's checkpoint
+    assert 0 < resumed < 24 and f"resuming from step {resumed} (" in (run / "resablate.log").read_text()
     (job,) = [p for p in (folder / ".submitit").iterdir() if p.name.isdigit()]
     log = next(job.glob("*_0_log.out")).read_text()
     assert "Requeued job" in log and log.count("Starting with JobEnvironment") == 2
