@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .output import Artifact, fmt, write_table
-from .runs import Runs, method_label, recipe_label
+from .runs import Runs, key_values, method_label, recipe_label, varying_keys
 from .stats import MIN_PAIRS, difference, holm
 
 BY = ("shortcut", "depth", "block", "recipe")  # the usual ones; any configuration key is taken
@@ -35,15 +35,6 @@ def keys_of(by: str, arms: list[dict]) -> set[str]:
     return {k for arm in arms for k in arm if any(k == p or k.startswith(p + ".") for p in prefixes)}
 
 
-def varying_keys(arms: list[dict]) -> list[str]:
-    keys = set().union(*arms) if arms else set()
-    return sorted(k for k in keys if len({json.dumps(a.get(k), default=str) for a in arms}) > 1)
-
-
-def _value(arm: dict, keys: list[str]) -> str:
-    return ", ".join(f"{k}={arm.get(k, '<unset>')}" for k in keys)
-
-
 def _arm_labels(a, b, by: str, shown: list[str]) -> tuple[str, str]:
     """How the two sides are named: R1's names (plain-56, ResNet-20), with the compared key's values where those
     alone do not tell them apart (any key but shortcut, depth and block; a shortcut's option such as its gate bias)."""
@@ -52,7 +43,7 @@ def _arm_labels(a, b, by: str, shown: list[str]) -> tuple[str, str]:
         return tuple(f"{n}, {recipe_label(r.recipe, r.max_steps)}" for n, r in zip(names, (a, b), strict=True))
     if by in NAMED and names[0] != names[1]:
         return names[0], names[1]
-    return tuple(f"{n}, {_value(r.arm, shown)}" for n, r in zip(names, (a, b), strict=True))
+    return tuple(f"{n}, {key_values(r.arm, shown)}" for n, r in zip(names, (a, b), strict=True))
 
 
 def compare(runs: Runs, out: Path, by: str = "shortcut", metric: str = "test_error", **_) -> Artifact:

@@ -170,10 +170,21 @@ def arm_differences(rows: pd.DataFrame, name_columns: Sequence[str]) -> list[str
         arms = [named.at[i, "arm"] for i in members]
         if len({digest(a) for a in arms}) < 2:
             continue
-        keys = sorted(k for k in set().union(*arms) if len({json.dumps(a.get(k), default=str) for a in arms}) > 1)
+        keys = varying_keys(arms)
         for i, arm in zip(members, arms, strict=True):
-            out[i] = ", ".join(f"{k}={_value(arm.get(k, '<unset>'))}" for k in keys)
+            out[i] = key_values(arm, keys)
     return out
+
+
+def varying_keys(arms: Sequence[dict]) -> list[str]:
+    """The keys whose values are not the same in all of `arms` (a key one arm lacks counts as a value)."""
+    keys = set().union(*arms) if arms else set()
+    return sorted(k for k in keys if len({json.dumps(a.get(k), default=str) for a in arms}) > 1)
+
+
+def key_values(arm: dict, keys: Sequence[str]) -> str:
+    """`recipe.lr=0.05, model.init_from=null`: an arm's values of `keys`, as tables and comparisons show them."""
+    return ", ".join(f"{k}={_value(arm.get(k, '<unset>'))}" for k in keys)
 
 
 def _value(v) -> str:
