@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The test suite's training processes count each other (trainer.threads=auto), not the ones a user runs meanwhile on
+# this machine: every test sees the same thread counts. Set before any test module copies os.environ.
+PROCESSES = tempfile.mkdtemp(prefix="resablate-test-processes-")
+os.environ["RESABLATE_PROCESSES_DIR"] = PROCESSES
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(PROCESSES, ignore_errors=True)
 CONF = ROOT / "conf"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from resablate import log as logs
+from resablate.app.hardware import Neighbours, apply_threads
 
 log = logs.get(__name__)
 
@@ -51,6 +52,35 @@ class Stopwatch(pl.Callback):
             return None
         seconds = time.perf_counter() - self.start - self.eval_seconds
         return (trainer.global_step - self.first_step) * global_batch / max(seconds, 1e-9)
+
+
+class CoreShare(pl.Callback):
+    """`trainer.threads=auto` while the job trains: between steps it counts the other resablate processes of this
+    machine again when one has started or ended (their folder changed) and at least every `every_s` seconds, and
+    applies the new share (`share(others)`) with torch.set_num_threads. `history` (summary.json's `threads_history`)
+    holds the threads at the start and at each change, with the step and the other processes found. An explicit
+    thread count is never changed; the last step changes nothing."""
+
+    def __init__(self, neighbours: Neighbours, share, threads: int, others: int, adjust: bool, every_s: float = 5.0):
+        self.neighbours, self.share, self.threads, self.adjust, self.every_s = neighbours, share, threads, adjust, every_s
+        self.history = [{"step": 0, "threads": threads, "others": others}]
+
+    def on_train_start(self, trainer, pl_module):
+        self.history[0]["step"] = trainer.global_step  # a resumed run starts at its checkpoint's step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self.adjust or trainer.global_step >= trainer.max_steps or not self.neighbours.changed(self.every_s):
+            return
+        others = self.neighbours.others()
+        threads = self.share(others)
+        if threads == self.threads:
+            return
+        apply_threads(threads)
+        self.history.append({"step": trainer.global_step, "threads": threads, "others": others})
+        if trainer.is_global_zero:
+            log.info(f"threads {self.threads} -> {threads} at step {trainer.global_step}: {others} other resablate "
+                     f"process{'' if others == 1 else 'es'} on these cores")
+        self.threads = threads
 
 
 class TrialReporter(pl.Callback):

@@ -33,7 +33,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from resablate import log as logs
 from resablate.app import naming, provenance, pruning
-from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, progress
+from resablate.app.callbacks import CoreShare, Preemption, StopForSignal, Stopwatch, TrialReporter, progress
 from resablate.app.checks import check_data, check_values, effective_max_steps
 from resablate.app.distributed import (
     cluster_plugins,
@@ -45,7 +45,8 @@ from resablate.app.distributed import (
     spawn_ranks,
     spawns_ranks,
 )
-from resablate.app.hardware import SIDE_BY_SIDE_ENV, apply_threads, decide, usable_cores
+from resablate.app.hardware import (SIDE_BY_SIDE_ENV, Neighbours, apply_threads, choose_threads, core_group, cores_and_ranks,
+                                    decide, usable_cores)
 from resablate.app.module import ResNetModule
 from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
@@ -153,9 +154,15 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     elif resume is not None and main:
         log.info(f"resuming from step {resume[1]} ({resume[0]})")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    neighbours = Neighbours(core_group(_side_by_side_sweep(job), main))  # the machine's other resablate processes
+    neighbours.join()
+    others = neighbours.others()
     decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
-                       int(cfg.trainer.devices), job.side_by_side)
+                       int(cfg.trainer.devices), job.side_by_side, others=others)
     apply_threads(decisions.threads.value)
+    cores, local_ranks = cores_and_ranks(int(cfg.trainer.devices))
+    sharing = CoreShare(neighbours, lambda n: choose_threads("auto", cores, job.side_by_side, local_ranks, n).value,
+                        decisions.threads.value, others, adjust=cfg.trainer.threads == "auto")
     if main:
         log.info(f"{decisions.line()}")
     module = ResNetModule(torch.compile(job.net) if cfg.compile else job.net, job.recipe, job.total_steps, job.warmup,
@@ -178,7 +185,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     shown = progress(cfg.trainer.progress_bar, job.total_steps, job.recipe["batch_size"],
                      cfg.trainer.progress_every_s, cfg.trainer.progress_every_n_steps)
     callbacks = [stopwatch, *checkpoint_callbacks(run, cfg.trainer.checkpoint_every_n_steps, bool(dm.val_size)), shown,
-                 *([reporter] if reporter is not None else []), preemption]
+                 *([reporter] if reporter is not None else []), sharing, preemption]
     trainer = build_trainer(cfg.trainer, precision=decisions.precision.value,
                             strategy=lightning_strategy(str(cfg.trainer.strategy)), max_steps=job.total_steps,
                             eval_every=job.recipe["eval_every"], loggers=[metrics, *([wandb] if wandb else [])],
@@ -189,6 +196,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     summary = {**_base_summary(job, trainer, resolved), **made_by}
     summary["wandb_id"] = getattr(wandb, "version", None) if wandb is not None else None
     summary["resumed_from"] = resume[1] if resume else None  # the step of last.ckpt this attempt started from
+    summary["threads_history"] = sharing.history  # filled while training: the start value and each change
     start, status = time.perf_counter(), "failed"
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume[0]) if resume else None)
@@ -213,6 +221,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
         raise
     finally:
         preemption.restore()
+        neighbours.leave()
         _finish(job, trainer, module, stopwatch, summary, status, time.perf_counter() - start, previous, wandb)
         end_job(trainer, launched_ranks, failed=status == "failed")
     if status == "pruned" and trainer.global_rank == 0:  # the job's answer to the sweeper; other ranks end quietly
@@ -308,6 +317,13 @@ def _jobs_side_by_side() -> int:
     if not is_main_process():
         return int(os.environ.get(SIDE_BY_SIDE_ENV, "1"))
     return 1
+
+
+def _side_by_side_sweep(job: Job) -> str | None:
+    """The sweep folder of a job that runs side by side with others of its sweep: they form one group of processes."""
+    if job.side_by_side > 1 and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(Path(HydraConfig.get().sweep.dir).resolve())
+    return None
 
 
 def objective_value(cfg: DictConfig, summary: dict) -> float | list[float]:
