@@ -3,8 +3,8 @@
     python benchmarks/sharing.py --json benchmarks/results/sharing_<cpu>.json [--repeats 3] [--optuna]
 
 Each measurement is a real `python -m resablate` process (wall time from just before it starts to its exit) running
-`data=fashion_mnist recipe=quick depth=8 trainer.max_steps=200 logger=csv` (`--data synthetic` where the Debian
-package is missing), seeds 1 and 2:
+`data=fashion_mnist recipe=quick depth=8 trainer.max_steps=200 logger=csv` (`--data synthetic` where the
+Debian package is missing), seeds 1 and 2:
 
 - alone: each job by itself, one after the other (their sum is the time of the pair run in turn);
 - together: both started at once, with `trainer.threads=auto` (they find each other and share the cores);
@@ -13,7 +13,8 @@ package is missing), seeds 1 and 2:
 - alone, explicit: one job with `trainer.threads=<all cores>` (no sharing machinery at work), against `alone`.
 
 With `--optuna`, also two Optuna workers on one SQLite study of 4 trials of `--optuna-steps` steps (the same command
-started twice at once) against one worker running the 4 trials alone. Medians over `--repeats`. Run it on a quiet machine.
+started twice at once) against one worker running the 4 trials alone. Medians over `--repeats`. Run it on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -137,13 +138,15 @@ def main() -> None:
         m["optuna_one_worker_s"] = median(s["one_worker_s"] for s in studies)
         m["optuna_two_workers_s"] = median(s["two_workers_s"] for s in studies)
     print(f"{result['device_name']}, {result['usable_cores']} usable cores; {result['job']}")
+    fighting = (f"; fighting (threads=all cores each) {m['fighting_s']:.1f} s = {m['fighting_over_in_turn']:.2f}x"
+                if fights else "")
     print(f"  two jobs in turn {m['in_turn_s']:.1f} s; together (threads=auto) {m['together_s']:.1f} s "
-          f"= {m['together_over_in_turn']:.2f}x" + (f"; fighting (threads=all cores each) {m['fighting_s']:.1f} s "
-                                                    f"= {m['fighting_over_in_turn']:.2f}x" if fights else ""))
+          f"= {m['together_over_in_turn']:.2f}x{fighting}")
     print(f"  one job alone: {m['alone_ips']:.0f} img/s with threads=auto, {m['explicit_ips']:.0f} with "
           f"threads={usable_cores()} ({m['alone_auto_over_explicit_ips']:.3f}x)")
     if studies:
-        print(f"  Optuna, 4 trials of {args.optuna_steps} steps: one worker {m['optuna_one_worker_s']:.1f} s, two workers on one study "
+        print(f"  Optuna, 4 trials of {args.optuna_steps} steps: one worker {m['optuna_one_worker_s']:.1f} s, "
+              f"two workers on one study "
               f"{m['optuna_two_workers_s']:.1f} s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

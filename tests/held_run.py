@@ -28,15 +28,19 @@ def hold(plan: dict[str, list[list[str]]]) -> None:
                     Path(path).touch()
                 continue
             deadline = time.monotonic() + LIMIT_S
-            done = (lambda: all(Path(p).exists() for p in paths)) if action == "wait" else (
-                lambda: not any(Path(p).exists() for p in paths))
-            while not done():
+            while not _done(action, paths):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"held_run: still waiting for {action} {paths}")
                 time.sleep(0.02)
         return training_step(self, batch, batch_idx)
 
     ResNetModule.training_step = held_step
+
+
+def _done(action: str, paths: list[str]) -> bool:
+    if action == "wait":
+        return all(Path(p).exists() for p in paths)
+    return not any(Path(p).exists() for p in paths)  # wait_gone
 
 
 if __name__ == "__main__":

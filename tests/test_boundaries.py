@@ -83,7 +83,9 @@ def test_analysis_loads_no_training_and_no_lightning():
 # 3. resablate.records is the one module that writes, deletes and reads the files of a run folder.
 FILE_CALLS = {"write_text", "write_bytes", "unlink", "rmtree", "replace", "remove", "save", "load", "read_csv",
               "to_csv", "mkdir"}
-ARTIFACT_WRITERS = ("analysis.output",)  # writes the tables and figures it makes, never a run folder
+# Files that are not a run folder's: the tables and figures analysis makes; the machine-wide folder of resablate
+# processes (one entry per process, by pid) that trainer.threads=auto reads.
+ARTIFACT_WRITERS = ("analysis.output", "resablate.app.neighbours")
 
 
 def file_calls(module: str) -> list[str]:

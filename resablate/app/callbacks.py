@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 import torch
 
 from resablate import log as logs
-from resablate.app.hardware import Neighbours, apply_threads
+from resablate.app.hardware import apply_threads
+from resablate.app.neighbours import Neighbours
 
 log = logs.get(__name__)
 
@@ -58,11 +59,12 @@ class CoreShare(pl.Callback):
     """`trainer.threads=auto` while the job trains: between steps it counts the other resablate processes of this
     machine again when one has started or ended (their folder changed) and at least every `every_s` seconds, and
     applies the new share (`share(others)`) with torch.set_num_threads. `history` (summary.json's `threads_history`)
-    holds the threads at the start and at each change, with the step and the other processes found. An explicit
+    holds the threads at the start and whenever the number of other processes changed, with the step. An explicit
     thread count is never changed; the last step changes nothing."""
 
     def __init__(self, neighbours: Neighbours, share, threads: int, others: int, adjust: bool, every_s: float = 5.0):
-        self.neighbours, self.share, self.threads, self.adjust, self.every_s = neighbours, share, threads, adjust, every_s
+        self.neighbours, self.share, self.threads = neighbours, share, threads
+        self.adjust, self.every_s = adjust, every_s
         self.history = [{"step": 0, "threads": threads, "others": others}]
 
     def on_train_start(self, trainer, pl_module):
@@ -72,11 +74,13 @@ class CoreShare(pl.Callback):
         if not self.adjust or trainer.global_step >= trainer.max_steps or not self.neighbours.changed(self.every_s):
             return
         others = self.neighbours.others()
+        if others == self.history[-1]["others"]:
+            return
         threads = self.share(others)
+        self.history.append({"step": trainer.global_step, "threads": threads, "others": others})
         if threads == self.threads:
             return
         apply_threads(threads)
-        self.history.append({"step": trainer.global_step, "threads": threads, "others": others})
         if trainer.is_global_zero:
             log.info(f"threads {self.threads} -> {threads} at step {trainer.global_step}: {others} other resablate "
                      f"process{'' if others == 1 else 'es'} on these cores")

@@ -7,7 +7,7 @@
   CPUs with AVX-512 (oneDNN); NCHW on other CPUs (AVX2 only) and MPS. Rows in benchmarks/results/.
 - `trainer.threads=auto`: the cores this process may use (its affinity mask, so SLURM's binding counts), shared out
   over the jobs running side by side (`hydra/launcher=side_by_side`, `n_jobs=k`), the ranks of a job on this node and
-  every other resablate training process on this machine (`Neighbours`): two processes each running as many OpenMP
+  every other resablate training process on this machine (app/neighbours.py): two processes each running as many OpenMP
   threads as there are cores slow each other down far more than 2x. The share is re-read while the job trains
   (callbacks.CoreShare), so a run gives cores back when another one starts and takes them again when it ends.
 
@@ -16,21 +16,13 @@ An explicit value always wins; every decision comes with its reason, printed onc
 
 from __future__ import annotations
 
-import atexit
 import functools
-import json
 import os
 import platform
-import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from resablate import log as logs
-
-log = logs.get(__name__)
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names of the x86 instructions with native bf16 math
 
@@ -135,8 +127,16 @@ def choose_channels_last(requested: bool | str, device: Device, precision: str) 
     return Choice(False, requested, f"NHWC is no faster than NCHW on {device.kind} {device.vector}".rstrip())
 
 
+def affinity() -> set[int]:
+    """The cores this process may run on (its affinity mask: SLURM's binding, taskset)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return set(range(os.cpu_count() or 1))
+
+
 def usable_cores() -> int:
-    return len(_affinity())
+    return len(affinity())
 
 
 def choose_threads(requested: int | str, cores: int, side_by_side: int, local_ranks: int, others: int = 0) -> Choice:
@@ -219,135 +219,3 @@ def apply_threads(threads: int) -> None:
     unset) and any worker process this job starts agree."""
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-
-
-# The machine-wide record of resablate training processes: one small JSON file per process, named by its pid.
-PROCESSES_ENV = "RESABLATE_PROCESSES_DIR"  # another folder for it (the tests use one of their own)
-GROUP_ENV = "RESABLATE_CORE_GROUP"  # handed by a job's rank 0 to the ranks Lightning starts for it
-
-
-def processes_folder() -> Path:
-    return Path(os.environ.get(PROCESSES_ENV) or Path(tempfile.gettempdir()) / "resablate-processes")
-
-
-def _start_time(pid: int) -> str | None:
-    """When a process started, in clock ticks since boot (field 22 of /proc/<pid>/stat); None where there is no /proc.
-    A pid the system has given to another process since has another start time."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]  # the fields after the command's name start at field 3
-
-
-def _alive(entry: dict) -> bool:
-    try:
-        pid = int(entry["pid"])
-        os.kill(pid, 0)
-    except (KeyError, TypeError, ValueError, OverflowError, ProcessLookupError):
-        return False
-    except PermissionError:  # another user's process: alive
-        pass
-    started = _start_time(pid)
-    return started is None or entry.get("started") in (None, started)
-
-
-@dataclass
-class Neighbours:
-    """This process's entry among the resablate training processes of this machine, and the others it can see.
-
-    Each training process (each DDP rank, each job of a side-by-side sweep) writes `<pid>.json` into
-    `processes_folder()` when it starts training and removes it when it ends; an entry whose process is gone (killed,
-    or its pid reused) is ignored and removed. A job's own processes share one `group` (its rank 0's pid, the sweep
-    folder of side-by-side jobs, the SLURM job): the job counts them itself (`decide`), so `others` leaves them out,
-    and it leaves out processes whose cores (affinity masks) do not overlap this one's, as SLURM's bindings make them.
-    Where the folder cannot be written, the process runs alone as before (a warning says so)."""
-
-    group: str
-    folder: Path = field(default_factory=processes_folder)
-    pid: int = field(default_factory=os.getpid)
-    _seen: int | None = None  # the folder's mtime (ns) at the last count: an entry added or removed changes it
-    _counted_at: float = 0.0
-    _count: int = 0
-
-    @property
-    def entry(self) -> Path:
-        return self.folder / f"{self.pid}.json"
-
-    def join(self) -> bool:
-        """Writes this process's entry (replacing one of this pid from an earlier job); False where it cannot."""
-        record = {"pid": self.pid, "started": _start_time(self.pid), "group": self.group,
-                  "cpus": sorted(_affinity()), "slurm_job": os.environ.get("SLURM_JOB_ID")}
-        try:
-            if not self.folder.is_dir():
-                self.folder.mkdir(parents=True, exist_ok=True)
-                os.chmod(self.folder, 0o1777)  # like /tmp: every user's processes enter, each removes only its own
-            partial = self.folder / f".{self.pid}.json.partial"
-            partial.write_text(json.dumps(record))
-            os.replace(partial, self.entry)
-        except OSError as err:
-            log.warning(f"{self.folder}: cannot record this process there ({err.strerror}); other resablate "
-                        "processes will not count it when they share out the cores")
-            return False
-        atexit.register(self.leave)  # whatever ends the process before `leave` is called
-        return True
-
-    def leave(self) -> None:
-        atexit.unregister(self.leave)
-        try:
-            self.entry.unlink()
-        except OSError:
-            pass
-
-    def others(self) -> int:
-        """Live resablate training processes outside this job's group whose cores overlap this process's."""
-        try:
-            self._seen = self.folder.stat().st_mtime_ns
-            paths = [p for p in self.folder.glob("*.json") if p.name != self.entry.name]
-        except OSError:
-            return 0
-        mine, count = _affinity(), 0
-        for path in paths:
-            try:
-                entry = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # written by another version, or removed meanwhile
-            if not isinstance(entry, dict) or not _alive(entry):
-                try:
-                    path.unlink()  # stale: its process is gone (another user's stale entry stays; it is skipped)
-                except OSError:
-                    pass
-                continue
-            if entry.get("group") == self.group or not mine.intersection(entry.get("cpus") or mine):
-                continue
-            count += 1
-        self._count, self._counted_at = count, time.monotonic()
-        return count
-
-    def changed(self, every_s: float) -> bool:
-        """Whether to count again: an entry came or went (the folder changed), or `every_s` seconds passed (a process
-        killed without removing its entry changes nothing in the folder)."""
-        try:
-            modified = self.folder.stat().st_mtime_ns
-        except OSError:
-            return False
-        return modified != self._seen or time.monotonic() - self._counted_at >= every_s
-
-
-def _affinity() -> set[int]:
-    try:
-        return set(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return set(range(os.cpu_count() or 1))
-
-
-def core_group(side_by_side_group: str | None, main_process: bool) -> str:
-    """The group of this process's job: the SLURM job; the sweep folder of side-by-side jobs; the pid of the job's
-    rank 0, which hands it to its ranks (GROUP_ENV)."""
-    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        return f"slurm:{os.environ['SLURM_JOB_ID']}"
-    if not main_process and os.environ.get(GROUP_ENV):
-        return os.environ[GROUP_ENV]
-    group = f"sweep:{side_by_side_group}" if side_by_side_group else f"pid:{os.getpid()}"
-    os.environ[GROUP_ENV] = group
-    return group

@@ -45,9 +45,16 @@ from resablate.app.distributed import (
     spawn_ranks,
     spawns_ranks,
 )
-from resablate.app.hardware import (SIDE_BY_SIDE_ENV, Neighbours, apply_threads, choose_threads, core_group, cores_and_ranks,
-                                    decide, usable_cores)
+from resablate.app.hardware import (
+    SIDE_BY_SIDE_ENV,
+    apply_threads,
+    choose_threads,
+    cores_and_ranks,
+    decide,
+    usable_cores,
+)
 from resablate.app.module import ResNetModule
+from resablate.app.neighbours import Neighbours, core_group
 from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, initialise_from, to_container
@@ -134,6 +141,7 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
                 raise pruning.pruned(previous.get("pruned_at"))
             return objective_value(cfg, previous), f"already {previous['status']}"
         if spawns_ranks(str(cfg.trainer.strategy)):  # trainer=ddp_spawn: the ranks it starts train, it waits
+            core_group(_side_by_side_sweep(job))  # handed down: its ranks share the cores as one job
             spawn_ranks(_spawned_rank, cfg, cfg.trainer.devices, previous)
             summary = run.summary() or {"status": "failed"}
             if summary["status"] == "pruned":
@@ -154,7 +162,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     elif resume is not None and main:
         log.info(f"resuming from step {resume[1]} ({resume[0]})")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    neighbours = Neighbours(core_group(_side_by_side_sweep(job), main))  # the machine's other resablate processes
+    neighbours = Neighbours(core_group(_side_by_side_sweep(job)))  # the machine's other resablate processes
     neighbours.join()
     others = neighbours.others()
     decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),

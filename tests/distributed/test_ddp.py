@@ -55,6 +55,7 @@ def check_job(run: Path, seed: int) -> dict:
     assert rank0["rank_batch"] == rank1["rank_batch"] == 64  # the global batch of 128, split over the two ranks
     share = max(1, usable_cores() // 2)  # trainer.threads=auto: the cores split over the two ranks
     assert rank0["threads"] == rank1["threads"] == summary["threads"] == share
+    assert summary["threads_history"] == [{"step": 0, "threads": share, "others": 0}]  # its ranks are one job
     return rank0
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from resablate.app.hardware import Neighbours, _start_time, choose_threads, usable_cores
+from resablate.app.hardware import choose_threads, usable_cores
+from resablate.app.neighbours import Neighbours, _start_time
 from tests.conftest import ROOT
 
 HELD = str(ROOT / "tests" / "held_run.py")
@@ -72,7 +73,7 @@ def test_two_jobs_started_together_share_the_cores_to_their_last_step(tmp_path):
         assert record["threads_history"][-1]["threads"] == share < CORES, record["threads_history"]
         assert record["threads_history"][-1]["others"] == 1
     # the later of the two found the earlier one at its start, and said so
-    assert any("threads=%d: %d cores / 2 processes (1 other resablate process found)" % (share, CORES) in out
+    assert any(f"threads={share}: {CORES} cores / 2 processes (1 other resablate process found)" in out
                for out in outputs), outputs
     assert list(folder.glob("*.json")) == []  # both removed their entries
 
