@@ -134,7 +134,8 @@ class Neighbours:
 def core_group(side_by_side_sweep: str | None) -> str:
     """The group of this process's job: the SLURM job step or submitit local job whose tasks are its ranks; for a rank
     that a launcher started (LOCAL_RANK set: Lightning's ranks, trainer=ddp_spawn's) the group its job handed down
-    (GROUP_ENV); else the sweep folder of side-by-side jobs or this process's pid, handed down to the ranks it starts."""
+    (GROUP_ENV); else the sweep folder of side-by-side jobs or this process's pid, handed down to the ranks it
+    starts."""
     env = os.environ
     if env.get("SLURM_JOB_ID") and env.get("SLURM_STEP_ID"):  # srun's tasks (two runs in one salloc are two steps)
         return f"slurm:{env['SLURM_JOB_ID']}.{env['SLURM_STEP_ID']}"
