@@ -7,6 +7,7 @@ not a run folder's: nothing of a run is ever written here.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import tempfile
@@ -65,7 +66,6 @@ class Neighbours:
     pid: int = field(default_factory=os.getpid)
     _seen: int | None = None  # the folder's mtime (ns) at the last count: an entry added or removed changes it
     _counted_at: float = 0.0
-    _count: int = 0
 
     @property
     def entry(self) -> Path:
@@ -74,11 +74,12 @@ class Neighbours:
     def join(self) -> bool:
         """Writes this process's entry (replacing one of this pid from an earlier job); False where it cannot."""
         record = {"pid": self.pid, "started": _start_time(self.pid), "group": self.group,
-                  "cpus": sorted(affinity()), "slurm_job": os.environ.get("SLURM_JOB_ID")}
+                  "cpus": sorted(affinity())}
         try:
             if not self.folder.is_dir():
                 self.folder.mkdir(parents=True, exist_ok=True)
-                os.chmod(self.folder, 0o1777)  # like /tmp: every user's processes enter, each removes only its own
+                with contextlib.suppress(OSError):  # made by another user's process meanwhile: theirs to set
+                    os.chmod(self.folder, 0o1777)  # like /tmp: every user's processes enter, each removes its own
             partial = self.folder / f".{self.pid}.json.partial"
             partial.write_text(json.dumps(record))
             os.replace(partial, self.entry)
@@ -110,15 +111,13 @@ class Neighbours:
             except (OSError, ValueError):
                 continue  # written by another version, or removed meanwhile
             if not isinstance(entry, dict) or not _alive(entry):
-                try:
-                    path.unlink()  # stale: its process is gone (another user's stale entry stays; it is skipped)
-                except OSError:
-                    pass
+                with contextlib.suppress(OSError):  # another user's stale entry stays: it is skipped
+                    path.unlink()  # stale: its process is gone
                 continue
             if entry.get("group") == self.group or not mine.intersection(entry.get("cpus") or mine):
                 continue
             count += 1
-        self._count, self._counted_at = count, time.monotonic()
+        self._counted_at = time.monotonic()
         return count
 
     def changed(self, every_s: float) -> bool:

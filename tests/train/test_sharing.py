@@ -164,3 +164,13 @@ def test_an_explicit_thread_count_is_kept_beside_other_processes(tmp_path, sleep
     auto = held({}, [*TINY, "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'auto'}"], tmp_path, folder)
     finish(auto)
     assert summary(tmp_path / "auto")["threads_history"] == [{"step": 0, "threads": max(1, CORES // 3), "others": 2}]
+
+
+def test_a_folder_that_cannot_be_made_leaves_the_process_alone(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    me = Neighbours("pid:me", folder=tmp_path / "file" / "processes")
+    with caplog.at_level("WARNING", logger="resablate.app.neighbours"):
+        assert me.join() is False
+    assert "cannot record this process there" in caplog.text
+    assert me.others() == 0 and not me.changed(every_s=3600)
+    me.leave()
