@@ -47,10 +47,17 @@ class ResNetModule(pl.LightningModule):
         eval_names: tuple[str, ...] = ("test",),
         top5: bool = False,
         channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
+        # compile=true compiles the training step's forward only, once: its batches all have one shape (the last
+        # incomplete one is dropped) and the net is always in train mode. Evaluation runs eagerly: eval mode, the
+        # partial last batches and the test under inference_mode would each compile the net again. Kept out of the
+        # module's children (in __dict__), so checkpoints keep the keys `net.*` with or without compile, and a run
+        # resumes across the setting.
+        self.__dict__["_train_net"] = torch.compile(self.net) if compile else self.net
         self.recipe = recipe
         self.total_steps = total_steps
         self.warmup = warmup
@@ -88,7 +95,7 @@ class ResNetModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         x = x.contiguous(memory_format=self.memory_format)
-        logits = self.net(x)
+        logits = self._train_net(x)
         loss = F.cross_entropy(logits, y)
         if self._window.device != loss.device:
             self._window = self._window.to(loss.device)

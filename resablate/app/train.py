@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -173,10 +172,9 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                         decisions.threads.value, others, adjust=cfg.trainer.threads == "auto")
     if main:
         log.info(f"{decisions.line()}")
-    module = ResNetModule(torch.compile(job.net) if cfg.compile else job.net, job.recipe, job.total_steps, job.warmup,
-                          log_every=cfg.trainer.log_every_n_steps,
+    module = ResNetModule(job.net, job.recipe, job.total_steps, job.warmup, log_every=cfg.trainer.log_every_n_steps,
                           eval_names=("val", "test") if dm.val_size else ("test",), top5=dm.num_classes >= 100,
-                          channels_last=decisions.channels_last.value)
+                          channels_last=decisions.channels_last.value, compile=bool(cfg.compile))
     metrics = MetricsLogger(run.path, resume_step=resume[1] if resume and main else None)  # rank 0 writes it
     made_by = provenance.record(decisions.device.kind, int(cfg.trainer.devices) * int(cfg.trainer.num_nodes),
                                 decisions.device.describe())
