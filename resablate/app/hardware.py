@@ -166,8 +166,19 @@ class Decisions:
     channels_last: Choice
     threads: Choice
 
+    @property
+    def arithmetic(self) -> str:
+        """The arithmetic that runs: `32-true` is IEEE fp32 everywhere (on CUDA because `apply_arithmetic` turns TF32
+        off); the mixed precisions compute in bf16 or fp16 where autocast allows."""
+        precision = str(self.precision.value)
+        if precision.startswith("32") or precision.startswith("64"):
+            return f"fp{precision[:2]}" + (" (TF32 off)" if self.device.kind == "cuda" and precision.startswith("32")
+                                           else "")
+        return precision
+
     def summary(self) -> dict:
-        record: dict = {"device_name": self.device.describe(), "native_bf16": self.device.native_bf16}
+        record: dict = {"device_name": self.device.describe(), "native_bf16": self.device.native_bf16,
+                        "arithmetic": self.arithmetic}
         for key in ("precision", "channels_last", "threads"):
             choice: Choice = getattr(self, key)
             record.update({key: choice.value, f"{key}_requested": choice.requested, f"{key}_reason": choice.reason})
@@ -212,6 +223,20 @@ def cores_and_ranks(devices: int) -> tuple[int, int]:
 
 
 SIDE_BY_SIDE_ENV = "RESABLATE_JOBS_SIDE_BY_SIDE"  # handed by a job's rank 0 to the ranks Lightning starts for it
+
+
+def apply_arithmetic(decisions: Decisions) -> None:
+    """On CUDA, `32-true` runs IEEE fp32: torch's default runs cuDNN convolutions in TF32 on Ampere and newer (a 10-bit
+    mantissa), which is not the paper's arithmetic. Other precisions keep torch's defaults."""
+    if decisions.device.kind != "cuda" or not str(decisions.precision.value).startswith(("32", "64")):
+        return
+    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
+    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):  # torch 2.9+
+        cudnn_conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def apply_threads(threads: int) -> None:

@@ -46,6 +46,7 @@ from resablate.app.distributed import (
 )
 from resablate.app.hardware import (
     SIDE_BY_SIDE_ENV,
+    apply_arithmetic,
     apply_threads,
     choose_threads,
     cores_and_ranks,
@@ -167,6 +168,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
                        int(cfg.trainer.devices), job.side_by_side, others=others)
     apply_threads(decisions.threads.value)
+    apply_arithmetic(decisions)
     cores, local_ranks = cores_and_ranks(int(cfg.trainer.devices))
     sharing = CoreShare(neighbours, lambda n: choose_threads("auto", cores, job.side_by_side, local_ranks, n).value,
                         decisions.threads.value, others, adjust=cfg.trainer.threads == "auto")

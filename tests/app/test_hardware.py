@@ -77,3 +77,38 @@ def test_slurm_tasks_keep_their_own_cores(monkeypatch):
 def test_this_machine_is_detected():
     device = hardware.detect("cpu")
     assert device.kind == "cpu" and device.name and device.vector
+
+
+@pytest.fixture
+def fp32_settings():
+    """torch's process-wide TF32 settings, put back after the test."""
+    import torch
+
+    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    yield
+    torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+
+
+def test_32_true_on_cuda_turns_tf32_off_and_says_so(fp32_settings):
+    """On Ampere and Hopper, torch's default runs cuDNN convolutions in TF32; 32-true must be IEEE fp32 there."""
+    import torch
+
+    torch.backends.cudnn.conv.fp32_precision = "tf32"  # torch's default for convolutions
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    mixed = decide("auto", "auto", "auto", "cuda", devices=1, device=H100)
+    hardware.apply_arithmetic(mixed)  # bf16-mixed: torch's defaults stay
+    assert (mixed.arithmetic, torch.backends.cudnn.conv.fp32_precision) == ("bf16-mixed", "tf32")
+    exact = decide("32-true", "auto", "auto", "cuda", devices=1, device=H100)
+    hardware.apply_arithmetic(exact)
+    assert torch.backends.cudnn.conv.fp32_precision == torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert exact.summary()["arithmetic"] == "fp32 (TF32 off)"
+
+
+def test_32_true_on_a_cpu_is_fp32_and_changes_no_cuda_setting(fp32_settings):
+    import torch
+
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    decisions = decide("32-true", False, 1, "cpu", devices=1, device=ZEN3)
+    hardware.apply_arithmetic(decisions)
+    assert (decisions.summary()["arithmetic"], torch.backends.cudnn.conv.fp32_precision) == ("fp32", "tf32")
+    assert decide("bf16-mixed", False, 1, "cpu", devices=1, device=ZEN4).arithmetic == "bf16-mixed"

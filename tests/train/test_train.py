@@ -189,3 +189,11 @@ def test_outside_a_git_checkout_the_run_says_so_instead_of_a_commit(tmp_path):
     code = provenance.code(installed)
     assert (code["commit"], code["dirty"]) == (None, None)
     assert code["note"] == f"not a git checkout: resablate runs from {installed}"
+
+
+def test_a_32_true_run_records_the_arithmetic_that_ran(tmp_path):
+    """The paper's arithmetic, pinned whatever this CPU's `auto` would choose: IEEE fp32, and the summary says so."""
+    run_app([*TINY, "trainer.max_steps=2", "recipe.eval_every=2", "trainer.precision=32-true",
+             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["precision"], summary["arithmetic"]) == ("completed", "32-true", "fp32")
