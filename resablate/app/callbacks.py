@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from resablate import log as logs
+from resablate.app import compat
 from resablate.app.hardware import apply_threads
 from resablate.app.neighbours import Neighbours
 
@@ -139,6 +140,7 @@ class Preemption(pl.Callback):
         self.before = {s: signal.getsignal(s) for s in self.signals}  # built before Lightning installs its own
         self._trainer = None
         self._training = False
+        self._undo_patch = lambda: None
 
     def setup(self, trainer, pl_module, stage):
         """Ctrl-C from the start of fit to the end of the test (`restore` puts Python's handler back): Lightning turns
@@ -147,19 +149,23 @@ class Preemption(pl.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self._training = True
-        self._install(trainer, self.signals)
+        if self._install(trainer, self.signals):
+            self._undo_patch = compat.skip_sigterm_broadcast(trainer)  # Lightning's flag is never set meanwhile
 
     def on_train_end(self, trainer, pl_module):
         self._training = False
+        self._undo_patch()
 
-    def _install(self, trainer, signals) -> None:
+    def _install(self, trainer, signals) -> bool:
         if threading.current_thread() is not threading.main_thread():
-            return  # Python delivers signals to the main thread only
+            return False  # Python delivers signals to the main thread only
         self._trainer = trainer
         for signum in signals:
             signal.signal(signum, self._receive)
+        return True
 
     def restore(self) -> None:
+        self._undo_patch()  # training may have ended by an exception, without on_train_end
         if threading.current_thread() is threading.main_thread() and self.before.get(signal.SIGINT) is not None:
             signal.signal(signal.SIGINT, self.before[signal.SIGINT])
 

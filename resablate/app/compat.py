@@ -15,6 +15,12 @@ tests/app/test_compat.py fails when the upstream behaviour it relies on changes 
 4. Lightning's WandbLogger always passes `anonymous` to `wandb.init` (None unless asked); wandb deprecated the
    setting and warns on any value, even with WANDB_SILENT (wandb/wandb PR 10909 names Lightning as the integration
    that triggers it). `drop_wandb_anonymous` removes the key from the logger's init arguments before its run starts.
+5. With more than one rank, Lightning broadcasts its SIGTERM flag from rank 0 at the start of every training step and
+   reads it back on the host (`_TrainingEpochLoop._broadcast_sigterm_tensor`, from Lightning PR 20825; the cost is
+   Lightning issue 21487): a device-to-host sync per step, large on small nets. While resablate's own preemption
+   handler is installed (callbacks.Preemption, from the start of training to its end) Lightning's handler is not,
+   so its flag cannot be set, and our handler already agrees on a stop across ranks every `sync_every` steps.
+   `skip_sigterm_broadcast` makes the method a no-op on this trainer's loop for that time and gives it back after.
 """
 
 from __future__ import annotations
@@ -61,3 +67,18 @@ def drop_wandb_anonymous(logger: Any) -> None:
     init = getattr(logger, "_wandb_init", None)
     if isinstance(init, dict) and not init.get("anonymous"):
         init.pop("anonymous", None)
+
+
+def skip_sigterm_broadcast(trainer: Any) -> Callable[[], None]:
+    """Patch 5: this trainer's training loop skips Lightning's per-step SIGTERM broadcast; returns the undo."""
+    loop = trainer.fit_loop.epoch_loop
+    loop._broadcast_sigterm_tensor = _no_broadcast  # an instance attribute: other trainers keep the method
+
+    def undo() -> None:
+        loop.__dict__.pop("_broadcast_sigterm_tensor", None)
+
+    return undo
+
+
+def _no_broadcast() -> None:
+    return None

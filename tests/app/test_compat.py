@@ -2,6 +2,7 @@
 so that the patch is revisited (and, with luck, removed)."""
 
 import inspect
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -58,3 +59,34 @@ def test_lightning_still_passes_wandb_anonymous_and_the_patch_drops_it(tmp_path)
     asked = WandbLogger(project="p", save_dir=str(tmp_path), mode="disabled", anonymous=True)
     drop_wandb_anonymous(asked)
     assert asked._wandb_init["anonymous"] == "allow"  # asked for: kept
+
+
+def test_lightning_still_broadcasts_sigterm_every_step_and_the_patch_skips_it_while_ours_is_installed(monkeypatch,
+                                                                                                     tmp_path):
+    """Patch 5 (Lightning issue 21487): the training loop calls `self._broadcast_sigterm_tensor()` at each step with
+    more than one rank, and that method broadcasts and reads back. While Preemption's handler is installed the call
+    does nothing; after training the trainer has Lightning's method again."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
+
+    from resablate.app.callbacks import Preemption
+
+    assert "self._broadcast_sigterm_tensor()" in inspect.getsource(_TrainingEpochLoop.advance)
+    assert "torch.distributed.broadcast(" in inspect.getsource(_TrainingEpochLoop._broadcast_sigterm_tensor)
+    broadcasts = []
+    monkeypatch.setattr(torch.distributed, "broadcast", lambda tensor, src: broadcasts.append(src))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    preemption = Preemption(tmp_path / "last.ckpt", sync_every=50, eval_every=100)
+    loop = trainer.fit_loop.epoch_loop
+    preemption.on_train_start(trainer, None)
+    try:
+        loop._broadcast_sigterm_tensor()
+        assert broadcasts == []
+    finally:
+        preemption.on_train_end(trainer, None)
+        preemption.restore()
+        for signum, handler in preemption.before.items():
+            signal.signal(signum, handler)
+    loop._broadcast_sigterm_tensor()
+    assert broadcasts == [0]  # Lightning's own method again
