@@ -181,6 +181,17 @@ class ResNetModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_eval(("test",))
 
+    def on_test_start(self) -> None:
+        """Multi-scale testing (data.test_scales) gives nearly every image a new shape: with cuDNN's autotuning on,
+        each new shape is benchmarked first (pytorch/pytorch#2759), which would make R1 Table 4's test take hours.
+        Off for the test; training keeps it (its batches have one shape)."""
+        self._benchmark = torch.backends.cudnn.benchmark
+        if getattr(self.trainer.datamodule, "test_scales", None):
+            torch.backends.cudnn.benchmark = False
+
+    def on_test_end(self) -> None:
+        torch.backends.cudnn.benchmark = self._benchmark
+
     # ---------------------------------------------------------------------------------------------------- checkpoint
     # A resumed run must end bitwise equal to an uninterrupted one: besides the weights, optimizer and data position
     # that Lightning saves, the checkpoint holds the global RNG (dropout_shortcut draws from it), the open logging

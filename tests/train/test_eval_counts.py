@@ -21,3 +21,38 @@ def test_bf16_logits_count_errors_and_samples_exactly():
     loss_sum, errors, errors5, samples = module._eval[0].tolist()
     assert (errors, errors5, samples) == (289.0, 289.0, 600.0)
     assert module._eval[0].dtype == torch.float32
+
+
+def test_cudnn_autotuning_is_off_during_a_multi_scale_test_only():
+    """data.test_scales makes nearly every test image a new shape: cuDNN must not re-tune for each (a real Lightning
+    test, on a CPU, with the flag read inside test_step)."""
+    import pytorch_lightning as pl
+
+    seen = []
+
+    class Scales(pl.LightningDataModule):
+        def __init__(self, test_scales):
+            super().__init__()
+            self.test_scales = test_scales
+
+        def test_dataloader(self):
+            data = torch.utils.data.TensorDataset(torch.randn(2, 4), torch.tensor([0, 1]))
+            return torch.utils.data.DataLoader(data, batch_size=2)
+
+    class Watched(ResNetModule):
+        def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+            seen.append(torch.backends.cudnn.benchmark)
+            return super().test_step(batch, batch_idx, dataloader_idx)
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        for scales in ([224, 256, 384], None):
+            torch.backends.cudnn.benchmark = True  # as trainer.py sets it for a non-deterministic run
+            trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                                 enable_progress_bar=False, enable_model_summary=False)
+            trainer.test(Watched(nn.Linear(4, 2), RECIPE, total_steps=10, warmup=False), datamodule=Scales(scales),
+                         verbose=False)
+            assert torch.backends.cudnn.benchmark is True  # back on after the test
+        assert seen == [False, True]
+    finally:
+        torch.backends.cudnn.benchmark = before
