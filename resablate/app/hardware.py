@@ -103,6 +103,30 @@ class Choice:
     reason: str
 
 
+def missing_cuda_kernels(device: Device) -> str | None:
+    """Why this torch build cannot run on the GPU, or None: its wheels carry kernels for some compute capabilities
+    only (torch 2.14's CUDA 13 build: 7.5 and newer, so no Volta V100 or Pascal P100). A kernel built for X.y runs on
+    X.z for z >= y; PTX (`compute_XY`) is compiled for any newer GPU."""
+    if device.kind != "cuda" or device.cuda_capability is None:
+        return None
+    archs = torch.cuda.get_arch_list()
+    major, minor = device.cuda_capability
+
+    def runs_here(arch: str) -> bool:  # sm_86, sm_90a, sm_120, compute_90
+        kind, _, number = arch.partition("_")
+        digits = "".join(c for c in number if c.isdigit())
+        if not digits:
+            return False
+        built = divmod(int(digits), 10)
+        return built[0] == major and built[1] <= minor if kind == "sm" else built <= (major, minor)
+
+    if not archs or any(runs_here(arch) for arch in archs):
+        return None
+    return (f"{device.describe()} is not supported by this torch build ({torch.__version__}, kernels for "
+            f"{', '.join(archs)}); install a torch build with kernels for compute capability {major}.{minor}, or "
+            "run on another GPU or trainer.accelerator=cpu")
+
+
 def choose_precision(requested: str, device: Device) -> Choice:
     if requested != "auto":
         return Choice(requested, requested, "set explicitly")

@@ -51,6 +51,7 @@ from resablate.app.hardware import (
     choose_threads,
     cores_and_ranks,
     decide,
+    missing_cuda_kernels,
     usable_cores,
 )
 from resablate.app.module import ResNetModule
@@ -167,6 +168,8 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     others = neighbours.others()
     decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
                        int(cfg.trainer.devices), job.side_by_side, others=others)
+    if (unsupported := missing_cuda_kernels(decisions.device)) is not None:
+        raise ConfigError(unsupported)
     apply_threads(decisions.threads.value)
     apply_arithmetic(decisions)
     cores, local_ranks = cores_and_ranks(int(cfg.trainer.devices))

@@ -112,3 +112,21 @@ def test_32_true_on_a_cpu_is_fp32_and_changes_no_cuda_setting(fp32_settings):
     hardware.apply_arithmetic(decisions)
     assert (decisions.summary()["arithmetic"], torch.backends.cudnn.conv.fp32_precision) == ("fp32", "tf32")
     assert decide("bf16-mixed", False, 1, "cpu", devices=1, device=ZEN4).arithmetic == "bf16-mixed"
+
+
+@pytest.mark.parametrize("device,archs,supported", [
+    (V100, ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"], False),  # torch 2.14's CUDA 13 wheels
+    (Device("cuda", "Tesla P100", cuda_capability=(6, 0)), ["sm_75", "sm_80"], False),
+    (T4, ["sm_75", "sm_80"], True), (H100, ["sm_75", "sm_80", "sm_90"], True),
+    (Device("cuda", "NVIDIA A10", cuda_capability=(8, 6)), ["sm_75", "sm_80"], True),  # sm_80 kernels run on 8.6
+    (Device("cuda", "NVIDIA H100", cuda_capability=(9, 0)), ["sm_75", "sm_80", "compute_80"], True),  # PTX
+    (Device("cuda", "NVIDIA B200", cuda_capability=(10, 0)), ["sm_90", "sm_100"], True),
+    (V100, ["sm_50", "sm_60", "sm_70"], True), (ZEN3, [], True),
+])
+def test_a_gpu_this_torch_build_has_no_kernels_for_is_named(monkeypatch, device, archs, supported):
+    monkeypatch.setattr(hardware.torch.cuda, "get_arch_list", lambda: archs)
+    message = hardware.missing_cuda_kernels(device)
+    assert (message is None) == supported
+    if not supported:
+        major, minor = device.cuda_capability
+        assert device.name in message and f"compute capability {major}.{minor}" in message and archs[0] in message
