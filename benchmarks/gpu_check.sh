@@ -15,13 +15,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARRY=.gpu_carry
-NEEDS=(hydra-core omegaconf antlr4-python3-runtime==4.9.3 hydra-joblib-launcher joblib PyYAML rich tabulate pandas
+NEEDS=(hydra-core omegaconf hydra-joblib-launcher joblib PyYAML rich markdown-it-py mdurl pygments tabulate pandas
        packaging)
 
 if [ "${1:-}" = prepare ]; then
     rm -rf "$CARRY" && mkdir -p "$CARRY/wheels" "$CARRY/fashion-mnist"
+    pinned=()  # Hydra at the versions this environment runs (the tests passed with them); the rest the newest
+    for name in "${NEEDS[@]}"; do
+        case "$name" in hydra-core|omegaconf|hydra-joblib-launcher) ;; *) pinned+=("$name"); continue ;; esac
+        version=$(python -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || true)
+        pinned+=("$name${version:+==$version}")
+    done
     python -m pip download -q --dest "$CARRY/wheels" --only-binary=:all: --python-version 3.12 \
-        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --implementation cp --no-deps "${NEEDS[@]}"
+        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --implementation cp --no-deps "${pinned[@]}"
+    # omegaconf pins antlr4 4.9.3, published as a source archive only: built here into a pure-Python wheel
+    python -m pip wheel -q --no-deps --wheel-dir "$CARRY/wheels" antlr4-python3-runtime==4.9.3
     cp /usr/share/datasets/fashion-mnist/*.gz "$CARRY/fashion-mnist/"
     du -sh "$CARRY"
     exit 0
@@ -29,13 +37,16 @@ fi
 
 OUT="${OUT:-$(mktemp -d -t gpu_check.XXXXXX)}"
 if [ -d "$CARRY/wheels" ]; then
-    missing=()
-    for module in hydra omegaconf antlr4 hydra_plugins.hydra_joblib_launcher joblib yaml rich tabulate pandas; do
-        python -c "import $module" 2>/dev/null || missing+=("$module")
+    missing=()  # module:distributions, installed only where the module does not import
+    for pair in hydra:hydra-core omegaconf:omegaconf antlr4:antlr4-python3-runtime \
+            hydra_plugins.hydra_joblib_launcher:hydra-joblib-launcher joblib:joblib yaml:PyYAML \
+            rich:rich,markdown-it-py,mdurl,pygments tabulate:tabulate pandas:pandas packaging:packaging; do
+        dists=${pair#*:}
+        python -c "import ${pair%%:*}" 2>/dev/null || missing+=(${dists//,/ })
     done
     if [ ${#missing[@]} -gt 0 ]; then
-        echo "[gpu_check] installing from $CARRY/wheels for: ${missing[*]}"
-        python -m pip install -q --no-index --no-deps --find-links "$CARRY/wheels" "$CARRY"/wheels/*.whl \
+        echo "[gpu_check] installing from $CARRY/wheels: ${missing[*]}"
+        python -m pip install -q --no-index --no-deps --find-links "$CARRY/wheels" "${missing[@]}" \
             >"$OUT/pip.txt" 2>&1 || { echo "[gpu_check] pip install from $CARRY failed: $OUT/pip.txt"; exit 1; }
     fi
     [ -d "$CARRY/fashion-mnist" ] && export GPU_CHECK_FASHION_ROOT="$PWD/$CARRY/fashion-mnist"
