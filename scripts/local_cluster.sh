@@ -107,7 +107,7 @@ PG="$DIR/postgres"
 
 pg_bin() {  # Debian keeps PostgreSQL's server tools out of the PATH, under /usr/lib/postgresql/<version>/bin
     local found
-    found="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    found="${RESABLATE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"  # or given
     if [ -n "$found" ] && [ -x "$found/$1" ]; then echo "$found/$1"; else command -v "$1" || true; fi
 }
 

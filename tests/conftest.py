@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+pytest.register_assert_rewrite("tests.ci_skips")
+from tests.ci_skips import MISSING  # noqa: E402  (after the rewrite registration)
+
+pytest_plugins = ["tests.ci_skips"]  # RESABLATE_CI=1: a skip for a missing service fails
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The test suite's training processes count each other (trainer.threads=auto), not the ones a user runs meanwhile on
@@ -55,5 +60,5 @@ def run_app(args, cwd, timeout=600, env=None, check=True):
 
 
 needs_fashion_mnist = pytest.mark.skipif(
-    not FASHION_MNIST.exists(), reason="Debian package dataset-fashion-mnist not installed"
+    not FASHION_MNIST.exists(), reason=f"{MISSING}Debian package dataset-fashion-mnist not installed"
 )

@@ -15,6 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests import ci_skips
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "local_cluster.sh"
 MISSING = [tool for tool in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(tool) is None]
@@ -31,9 +33,9 @@ def cluster():
     """`cluster.conf`: its slurm.conf (also in SLURM_CONF while the tests run); `cluster.postgres`: the URL of its
     PostgreSQL database `optuna` (tests.servers.create_database makes others on the same server)."""
     if MISSING:
-        pytest.skip(f"{', '.join(MISSING)} not installed: apt-get install -y slurm-wlm munge")
+        pytest.skip(f"{ci_skips.MISSING}{', '.join(MISSING)} not installed: apt-get install -y slurm-wlm munge")
     if os.geteuid() != 0:
-        pytest.skip("the SLURM daemons of the local cluster run as root")
+        pytest.skip(f"{ci_skips.MISSING}root: the SLURM daemons of the local cluster run as root")
     folder = Path(tempfile.mkdtemp(prefix="resablate-cluster-"))
     folder.chmod(0o755)  # munged runs as the munge user, and must reach its socket in there
     env = {**os.environ, "RESABLATE_CLUSTER_DIR": str(folder / "cluster")}

@@ -11,6 +11,7 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from tests.ci_skips import MISSING
 from tests.servers import MariaDB, NotInstalled, PostgreSQL
 
 SEARCH = ("x=interval(0.0,2.0)", "depth=8,14")
@@ -23,7 +24,7 @@ def server(request):
         with request.param() as running:
             yield running
     except NotInstalled as err:
-        pytest.skip(str(err))
+        pytest.skip(f"{MISSING}{err}")
 
 
 def test_three_workers_started_together_make_exactly_n_trials(sweep_app, server):
