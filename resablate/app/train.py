@@ -169,6 +169,7 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     decisions = decide(cfg.trainer.precision, cfg.channels_last, cfg.trainer.threads, str(cfg.trainer.accelerator),
                        int(cfg.trainer.devices), job.side_by_side, others=others)
     if (unsupported := missing_cuda_kernels(decisions.device)) is not None:
+        neighbours.leave()
         raise ConfigError(unsupported)
     apply_threads(decisions.threads.value)
     apply_arithmetic(decisions)
