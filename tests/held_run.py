@@ -43,6 +43,31 @@ def _done(action: str, paths: list[str]) -> bool:
     return not any(Path(p).exists() for p in paths)  # wait_gone
 
 
+def start(plan: dict, args: list[str], cwd: Path, env: dict | None = None):
+    """`python tests/held_run.py PLAN ARGS` as a subprocess (text pipes), in `env` (default: this environment)."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    full = {**(os.environ if env is None else env), "PYTHONPATH": str(root)}
+    full.setdefault("WANDB_SILENT", "true")
+    return subprocess.Popen([sys.executable, __file__, json.dumps(plan), *args], cwd=cwd, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, proc) -> None:
+    """Until the held process has written `path` (it fails the test if the process ends first)."""
+    import subprocess
+
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"exit {proc.returncode} before {path.name}:\n{proc.stderr.read()[-3000:]}")
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 if __name__ == "__main__":
     hold(json.loads(sys.argv[1]))
     sys.argv = ["resablate", *sys.argv[2:]]

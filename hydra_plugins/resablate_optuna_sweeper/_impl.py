@@ -28,6 +28,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -299,10 +300,14 @@ class OptunaSweeperImpl:
         )
 
     # ---------------------------------------------------------------------------------------------------- sweep
-    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
-        assert self.config is not None and self.launcher is not None
+    def prepare(self, arguments: list[str]) -> None:
+        """The checks and the study again when Hydra sweeps other overrides than those of the config set up."""
         if list(arguments) != self._task_overrides:
             self._prepare(list(arguments))
+
+    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        assert self.config is not None and self.launcher is not None
+        self.prepare(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -367,9 +372,10 @@ class OptunaSweeperImpl:
         self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
         self.storage.set_trial_system_attr(trial_id, OVERRIDES_ATTR, overrides)
         # What leads back from the study (optuna-dashboard, trials_dataframe) to the run: user attributes, shown there.
-        number = self.storage.get_trial_number_from_id(trial_id)
-        self.storage.set_trial_user_attr(trial_id, "run_dir", str(Path(str(self.config.hydra.sweep.dir)).absolute()
-                                                                   / str(number)))
+        subdir = self._subdir(self.storage.get_trial_number_from_id(trial_id))
+        if "${" not in subdir:  # else known once the job runs (_tell)
+            self.storage.set_trial_user_attr(trial_id, "run_dir",
+                                             str(Path(str(self.config.hydra.sweep.dir)).absolute() / subdir))
         self.storage.set_trial_user_attr(trial_id, "fixed_overrides", list(self.space.fixed))
         self.storage.set_trial_user_attr(trial_id, "overrides", list(overrides))
 
@@ -417,7 +423,7 @@ class OptunaSweeperImpl:
         jobs = [
             [
                 *job.overrides,
-                f"hydra.sweep.subdir={job.number}",
+                "hydra.sweep.subdir=" + QuotedString(text=self._subdir(job.number), quote=Quote.single).with_quotes(),
                 f"++hydra.job.env_set.{ENV_VAR}=" + QuotedString(text=self._env(job), quote=Quote.single).with_quotes(),
             ]
             for job in batch
@@ -427,12 +433,23 @@ class OptunaSweeperImpl:
         self._job_idx += len(batch)
         return results
 
+    def _subdir(self, number: int) -> str:
+        """The trial's folder under the sweep folder: `hydra.sweep.subdir` with the trial number for
+        `${hydra.job.num}` (Hydra numbers the jobs of each worker's launches from 0; the trial number is the study's,
+        one name for a trial whichever worker runs it). The default `${hydra.job.num}` gives `0/`, `1/`, ..."""
+        template = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")
+        template = "${hydra.job.num}" if template is None else str(template)
+        return re.sub(r"\$\{\s*hydra\.job\.num\s*\}", str(number), template)
+
     def _env(self, job: _Job) -> str:
         return trial_env(storage_for_jobs(self.storage_spec), self.study_name, job.trial_id, job.number, self.pruner,
                          len(self.directions))
 
     def _tell(self, job: _Job, ret: JobReturn) -> None:
         self._heartbeat.discard(job.trial_id)
+        output_dir = OmegaConf.select(ret.hydra_cfg or {}, "hydra.runtime.output_dir") if ret.hydra_cfg else None
+        if output_dir:  # where the job ran, its subdir resolved
+            self.storage.set_trial_user_attr(job.trial_id, "run_dir", str(Path(output_dir).absolute()))
         state, values, reason, trace = _outcome(ret, len(self.directions))
         try:
             if state == TrialState.COMPLETE:

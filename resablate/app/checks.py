@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -112,13 +112,14 @@ def check_group_options(args: list[str]) -> None:
                 raise ConfigError(f"{override.key_or_group}={name} is not an option; valid: {', '.join(valid)}")
 
 
-def check_output_dir(args: list[str]) -> Path | None:
-    """The run folder (sweep folder under -m) can be created: Hydra makes it before anything of ours runs, and a path
-    under a file or in a read-only folder would end in its traceback. Returns the folder when the command line names
-    it (None for an interpolation, known only once composed)."""
-    key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
-    given = [a.split("=", 1)[1].strip("'\"") for a in args if a.split("=", 1)[0] == key]
-    value = given[-1] if given else ("multirun" if key == "hydra.sweep.dir" else "outputs")
+def check_output_dir(args: list[str], multirun: bool) -> Path | None:
+    """The run folder (the sweep folder of a sweep) can be created: Hydra makes it before anything of ours runs, and a
+    path under a file, in a read-only folder or where no folder can be made (/proc) would end in its traceback. The
+    first missing folder of the path is made and removed again to find out, so nothing is left behind. Returns the
+    folder when the command line names it (None for an interpolation, known only once composed)."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [a.split("=", 1)[1].strip("'\"") for a in args if a.split("=", 1)[0].lstrip("+") == key]
+    value = given[-1] if given else ("multirun" if multirun else "outputs")
     if "${" in value:
         return None  # an interpolation: known only once composed
     path = Path(value).expanduser().absolute()
@@ -127,6 +128,14 @@ def check_output_dir(args: list[str]) -> Path | None:
         raise ConfigError(f"{key}={value} cannot be a folder: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={value} cannot be written: {existing} is read-only for this user")
+    if existing != path:
+        probe = path if path.parent == existing else next(p for p in path.parents if p.parent == existing)
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as err:
+            raise ConfigError(f"{key}={value} cannot be made: {err.strerror} ({probe}); give a folder where this "
+                              "user can create one") from None
     return path
 
 
@@ -161,6 +170,9 @@ def check_recipe(recipe: DictConfig, max_steps: int | None) -> None:
     if enum_name(recipe.warmup) != "off":
         check_positive("recipe.warmup_lr", recipe.warmup_lr)
         check_positive("recipe.warmup_steps", recipe.warmup_steps, allow_zero=True)
+    if enum_name(recipe.warmup) == "linear" and not recipe.warmup_steps < recipe.max_steps:
+        raise ConfigError(f"recipe.warmup_steps={recipe.warmup_steps} must be below recipe.max_steps="
+                          f"{recipe.max_steps} with recipe.warmup=linear (the schedule decays over the steps left)")
 
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
@@ -352,6 +364,40 @@ def check_slurm(launcher: DictConfig) -> None:
                    f"{', '.join(partitions)}; no job was started")
 
 
+def search_extremes(params: dict[str, str], shared: list[str]) -> list[tuple[str, list[str]]]:
+    """(`hydra.sweeper.params.KEY=SPACE`, a job's overrides) for each value of each searched key that bounds what
+    the search can give: both ends of an interval or a range, every choice; the other keys at their first value.
+    Empty when a space is not one of those (a glob, a custom form): the sweeper checks what it can of it."""
+    parser = OverridesParser.create()
+    values: dict[str, list[Any]] = {}
+    for key, text in params.items():
+        (override,) = parser.parse_overrides([f"{key}={text}"])
+        value = override.value()
+        if isinstance(value, ChoiceSweep):
+            values[key] = list(value.list)
+        elif isinstance(value, IntervalSweep):
+            values[key] = [value.start, value.end]
+        elif isinstance(value, RangeSweep):
+            steps = list(override.sweep_iterator())
+            values[key] = [steps[0], steps[-1]] if steps else []
+        elif not override.is_sweep_override():
+            values[key] = [value]
+        else:
+            return []
+        if not values[key] or any(isinstance(v, (ChoiceSweep, IntervalSweep, RangeSweep, dict, list))
+                                  for v in values[key]):
+            return []
+    first = {key: found[0] for key, found in values.items()}
+    jobs, seen = [], set()
+    for key, found in values.items():
+        for value in found:
+            job = [*shared, *(f"{k}={Override._get_value_element_as_str(v)}" for k, v in {**first, key: value}.items())]
+            if tuple(job) not in seen:
+                seen.add(tuple(job))
+                jobs.append((f"hydra.sweeper.params.{key}={params[key]}", job))
+    return jobs
+
+
 SWEEP: dict[str, str] = {}  # the sweep folder of the sweep this process runs (cli.py's closing line reads it)
 
 
@@ -378,6 +424,7 @@ class SweepCheck(Callback):
                 jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
             else:
                 jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]
+            searched = search_extremes(params, jobs[0]) if "direction" in config.hydra.sweeper else []
         except (HydraException, ValueError):
             return  # Hydra reports a bad sweep itself
         subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
@@ -412,6 +459,14 @@ class SweepCheck(Callback):
             except ConfigError as err:
                 refuse(f"{where}: {str(err).rstrip('.')}; no job was started")
             except Exception:  # not composable here (an interpolation of the hydra node, a glob): the jobs report it
+                break
+        for what, job in searched:  # values the search can give, before a study exists: each end, every choice
+            try:
+                check_job(compose(kwargs.get("config_name") or "config", overrides=job))
+            except ConfigError as err:
+                refuse(f"the sweep: {what} can give a job that cannot run: {str(err).rstrip('.')}; no job was started "
+                       "and no study made")
+            except Exception:  # not composable (a misspelt key): the sweeper refuses it in its own words
                 break
         from resablate.app.tracking import check_wandb  # pandas and torch: only once a sweep is about to start
 

@@ -53,6 +53,7 @@ naming.register()
 def main(cfg: DictConfig):
     from resablate.app.train import train  # torch and Lightning: only once Hydra has a job to run
 
+    quiet_third_parties()  # again in the job's own process: a side-by-side or SLURM job does not inherit the filters
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _sweep_job(cfg, train)
     from lightning_fabric.utilities.exceptions import MisconfigurationException
@@ -132,6 +133,8 @@ def _close_sweep(token: str, code: int) -> int:
     counts = Counter(o.get("status", "failed") for o in outcomes)
     # A job stopped before it started (a signal; a SLURM job cancelled while pending) left no outcome.
     counts["did not run"] = max(int(checks.SWEEP.get("jobs", 0)) - len(outcomes), 0)
+    if code == 2 and not outcomes and not counts["did not run"]:
+        return code  # refused by its sweeper before any job, in its own one line
     worst = max((EXIT_CODES.get(status, 0) for status in counts), default=0, key=lambda c: (c == 1, c == 2, c))
     if code == 0:
         code = worst
@@ -148,7 +151,9 @@ def _close_sweep(token: str, code: int) -> int:
 
 
 def sweeper_params(args: list[str]) -> list[str]:
-    """`hydra.sweeper.params.K=<sweep>` -> `++hydra.sweeper.params.K='<sweep>'`, every other argument unchanged.
+    """`hydra.sweeper.params.K=<sweep>` -> `++hydra.sweeper.params.K='<sweep>'`, and a dotted key
+    `hydra.sweeper.params.recipe.lr=<value>` -> `++hydra.sweeper.params={recipe.lr:'<value>'}` (one key of params, as
+    a YAML `params:` block writes it; Hydra would nest it under `recipe`); every other argument unchanged.
 
     Hydra refuses a sweep on any `hydra.*` key in a multirun ("Sweeping over Hydra's configuration is not supported"),
     so hydra-optuna-sweeper users had to write `"+hydra.sweeper.params.depth='choice(8,14,20)'"`. A sweeper param is a
@@ -163,11 +168,18 @@ def sweeper_params(args: list[str]) -> list[str]:
             (override,) = parser.parse_overrides([arg]) if "=" in arg and not arg.startswith("-") else (None,)
         except HydraException:
             override = None  # Hydra reports the parse error itself, with its own message
-        if (override is not None and override.is_sweep_override() and override.package is None
-                and override.key_or_group.startswith(SWEEPER_PARAMS) and not override.is_delete()):
-            arg = f"++{override.key_or_group}=" + QuotedString(text=override.get_value_string(),
-                                                               quote=Quote.single).with_quotes()
-        out.append(arg)
+        if (override is None or override.package is not None or override.is_delete()
+                or not override.key_or_group.startswith(SWEEPER_PARAMS)):
+            out.append(arg)
+            continue
+        param = override.key_or_group[len(SWEEPER_PARAMS):]
+        text = QuotedString(text=override.get_value_string(), quote=Quote.single).with_quotes()
+        if "." in param:  # `recipe.lr`: one key of params, as in YAML, not params.recipe.lr
+            out.append(f"++{SWEEPER_PARAMS.rstrip('.')}={{{param}:{text}}}")
+        elif override.is_sweep_override():
+            out.append(f"++{override.key_or_group}={text}")
+        else:
+            out.append(arg)
     return out
 
 
@@ -200,6 +212,34 @@ def runs_a_sweep(args: list[str]) -> bool:
         return True
     keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[1].strip("'\"") for a in args if "=" in a}
     return keys.get("hydra.mode", "MULTIRUN" if naming.SWEEP_GROUP in keys else "RUN").upper() == "MULTIRUN"
+
+
+def check_characters(args: list[str]) -> None:
+    """Characters Hydra's override grammar or a UTF-8 file cannot take, refused in one line that says what to write.
+    A byte that is not UTF-8 (Python hands it over as a lone surrogate) would end in an encoding error when the value
+    is logged or saved; a character outside ASCII outside quotes ends in Hydra's lexer error. Quoted, any UTF-8
+    folder name works (`hydra.run.dir='/data/Müller'`)."""
+    parser = OverridesParser.create()
+    for arg in args:
+        undecodable = [c for c in arg if 0xDC80 <= ord(c) <= 0xDCFF]
+        if undecodable:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            raise ConfigError(f"{shown}: byte 0x{ord(undecodable[0]) - 0xDC00:02x} is not UTF-8, and resablate keeps "
+                              "every value in UTF-8 files (the run's config, summary.json, W&B): give the path under "
+                              "a UTF-8 name (rename it, or link it: ln -s)")
+        key, sep, value = arg.partition("=")
+        if not sep or arg.isascii() or arg.startswith("-"):
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except HydraException:
+            quoted = f"{key}='{value}'"
+            try:
+                parser.parse_overrides([quoted])
+            except HydraException:
+                continue  # not a matter of quotes: Hydra reports it with its position
+            raise ConfigError(f"{arg}: Hydra's override grammar takes characters outside ASCII only inside quotes; "
+                              f"write {quoted} (in a shell: \"{quoted}\")") from None
 
 
 HYDRA_ONLY = ("-sc", "--shell-completion", "-h", "--help", "--hydra-help", "-i", "--info")  # Hydra answers, no job
@@ -243,7 +283,8 @@ def cli() -> None:
     try:
         checks.check_override_keys(sys.argv[1:])
         checks.check_group_options(sys.argv[1:])
-        run_dir = checks.check_output_dir(sys.argv[1:])
+        check_characters(sys.argv[1:])
+        run_dir = checks.check_output_dir(sys.argv[1:], multirun=runs_a_sweep(sys.argv[1:]))
     except ConfigError as err:
         checks.refuse(str(err))
     EXISTED.clear()

@@ -4,7 +4,9 @@
 - The learning rate is a pure function of the iteration (R1 4.2: /10 at 32k and 48k of 64k; `cosine`, `linear` for short
   recipes). When `trainer.max_steps` shortens a recipe, its milestones shrink in proportion.
 - Warm-up (R1 4.2, ResNet-110): LR `warmup_lr` until the training error is below `warmup_until_error` %, for at most
-  `warmup_steps` iterations.
+  `warmup_steps` iterations. `warmup=linear` (short recipes) instead raises the LR linearly from `warmup_lr` to `lr`
+  over the first `warmup_steps` iterations (shrunk in proportion like the milestones); the cosine or linear decay then
+  runs over the iterations left.
 - Training loss and error are summed on the device and read back once per `log_every` steps (no per-step sync); the same
   read-back checks for a non-finite loss, which stops the run as diverged.
 """
@@ -23,14 +25,25 @@ from resablate.builder import build_optimizer
 from resablate.models.scoring import class_scores
 
 
+def linear_warmup_steps(recipe: dict, total_steps: int) -> int:
+    """Iterations of a `warmup=linear` ramp in a run of `total_steps` (0 without one): `warmup_steps` of the recipe's
+    `max_steps`, in proportion when trainer.max_steps shortens or lengthens it."""
+    if recipe.get("warmup") != "linear":
+        return 0
+    return min(round(recipe["warmup_steps"] * total_steps / recipe["max_steps"]), total_steps)
+
+
 def lr_at(step: int, recipe: dict, total_steps: int) -> float:
-    """Scheduled learning rate at iteration `step` (warm-up aside)."""
+    """Scheduled learning rate at iteration `step` (R1's constant warm-up aside)."""
     base, schedule = recipe["lr"], recipe["schedule"]
+    ramp = linear_warmup_steps(recipe, total_steps)
+    if step < ramp:
+        return recipe["warmup_lr"] + (base - recipe["warmup_lr"]) * step / ramp
     if schedule == "step":
         scale = total_steps / recipe["max_steps"]
         passed = sum(step >= m * scale for m in recipe["milestones"])
         return base * recipe["gamma"] ** passed
-    progress = min(step / total_steps, 1.0)
+    progress = min((step - ramp) / max(total_steps - ramp, 1), 1.0)
     if schedule == "cosine":
         return base * 0.5 * (1 + math.cos(math.pi * progress))
     return base * (1 - progress)

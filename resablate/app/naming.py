@@ -111,6 +111,9 @@ def _sweep_name() -> str:
         for line in (o.lstrip("+") for o in hydra)
         if line.startswith(("hydra.sweeper", "hydra/sweeper")) and line.split("=", 1)[0] not in NOT_IN_SWEEP_NAME
     ]
+    # `hydra.sweeper.params={recipe.lr:'interval(..)'}` (resablate/app/cli.py `sweeper_params`) is named as typed
+    sweeper = [re.sub(r"^hydra\.sweeper\.params=\{([^:{}]+):(.*)\}$", r"hydra.sweeper.params.\1=\2", line)
+               for line in sweeper]
     artifact = [o.split("=", 1)[1] for o in task if o.lstrip("+").split("=", 1)[0] == SWEEP_GROUP]
     rest = [o for o in task if o.lstrip("+").split("=", 1)[0] != SWEEP_GROUP]
     # `+sweep=` files run under the grids sweeper, whose job folders are named by their overrides, not numbered.

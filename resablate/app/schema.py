@@ -35,6 +35,7 @@ class Warmup(Enum):
     auto = "auto"  # on for depth >= 110 (R1 4.2)
     on = "on"
     off = "off"
+    linear = "linear"  # warmup_lr rising linearly to lr over warmup_steps, then the schedule (short recipes)
 
 
 class WandbMode(Enum):

@@ -36,8 +36,9 @@ def eval_interval(eval_every: int, total_steps: int) -> int:
 
 
 def uses_warmup(warmup: str, depth: int) -> bool:
-    """R1 4.2: ResNet-110 starts at LR 0.01 until training error is below 80 %; `auto` does so from depth 110."""
-    return {"on": True, "off": False, "auto": depth >= 110}[warmup]
+    """R1 4.2: ResNet-110 starts at LR 0.01 until training error is below 80 %; `auto` does so from depth 110. A
+    `linear` warm-up is part of the schedule instead (resablate/app/module.py `lr_at`)."""
+    return {"on": True, "off": False, "linear": False, "auto": depth >= 110}[warmup]
 
 
 def build_trainer(trainer: DictConfig, *, precision: str, strategy: str, max_steps: int, eval_every: int,

@@ -34,6 +34,16 @@ def test_a_jobs_console_is_resablates_lines_and_its_progress(tmp_path):
     assert "step 10/30 (33%)" in log and re.search(r"\]\[INFO\] - .*: completed, test [\d.]+%", log)
 
 
+def test_jobs_side_by_side_print_no_other_librarys_lines_either(tmp_path):
+    """Jobs of hydra/launcher=side_by_side run in worker processes of their own, which inherit no warning filter."""
+    proc = run_app(["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "seed=1,2", "data=synthetic",
+                    "data.num_samples=256", "depth=8", "recipe=quick", "recipe.batch_size=32", "trainer.max_steps=2",
+                    "logger.wandb.mode=offline", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    console = (proc.stdout + proc.stderr).splitlines()
+    assert "2 jobs: 2 completed; exit 0" in console[-1]
+    assert [line for line in console if any(n in line for n in NOISE)] == []
+
+
 def test_help_is_resablates_with_examples_and_exit_codes(tmp_path):
     out = run_app(["--help"], cwd=tmp_path).stdout
     assert out.startswith("resablate: train residual networks")

@@ -1,15 +1,16 @@
 """Wrong input, answered before any training: a non-zero exit status, one error line naming the value (and what is
 valid), no traceback, and no run folder left behind (or none holding checkpoints or a summary).
 
-Errors of ours print `resablate: error: <one line>` (status 2). Errors Hydra finds while parsing or merging an override
-(a value of the wrong type, a bad sweep grammar) and the Optuna sweeper's own checks keep Hydra's form, whose first line
-names the override (status 1). Most cases run the app in this process; a few run it as a user would, as subprocesses
-side by side, to check the console and the exit status exactly.
+Errors of ours print `resablate: error: <one line>` (status 2), the Optuna sweeper's refusals `Optuna sweeper: <one
+line>` (status 2). Errors Hydra finds while parsing or merging an override (a value of the wrong type, a bad sweep
+grammar) keep Hydra's form, whose first line names the override (status 1). Most cases run the app in this process; a
+few run it as a user would, as subprocesses side by side, to check the console and the exit status exactly.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 
 import numpy as np
@@ -109,6 +110,8 @@ CASES = [
     (["shortcut=highway", "shortcut.gate_bias=nan"], "resablate: error: shortcut.gate_bias=nan must be a finite", 2),
     (["shortcut=highway", "shortcut.gate_bias=inf"], "resablate: error: shortcut.gate_bias=inf must be a finite", 2),
     (["recipe.warmup=on", "recipe.warmup_lr=nan"], "resablate: error: recipe.warmup_lr=nan must be a finite number", 2),
+    (["recipe=quick", "recipe.warmup=linear", "recipe.warmup_steps=1200"],
+     "resablate: error: recipe.warmup_steps=1200 must be below recipe.max_steps=1200 with recipe.warmup=linear", 2),
     (["recipe.momentum=0", "recipe.nesterov=true"],
      "resablate: error: recipe.nesterov=true needs recipe.momentum > 0 (it is 0.0)", 2),
     (["recipe.batch_size=512"], "resablate: error: batch_size=512 must be <= 256, the number of training images", 2),
@@ -143,6 +146,23 @@ CASES = [
      2),
     (["-m", "hydra.sweep.dir={file}/sweep", "seed=1,2"],
      "resablate: error: hydra.sweep.dir={file}/sweep cannot be a folder: {file} is a file", 2),
+    # Output folders that cannot be made, however the key is written.
+    (["++hydra.run.dir={file}/run"], "resablate: error: hydra.run.dir={file}/run cannot be a folder: {file} is a file",
+     2),
+    (["-m", "seed=1,2", "++hydra.sweep.dir={file}/sweep"],
+     "resablate: error: hydra.sweep.dir={file}/sweep cannot be a folder: {file} is a file", 2),
+    (["hydra.run.dir=/proc/resablate-none/run"], "resablate: error: hydra.run.dir=/proc/resablate-none/run cannot be "
+     "made: No such file or directory (/proc/resablate-none)", 2),
+    (["-m", "seed=1,2", "+hydra.sweep.dir=/proc/resablate-none"], "resablate: error: hydra.sweep.dir=/proc/resablate-"
+     "none cannot be made: No such file or directory (/proc/resablate-none)", 2),
+    # Characters: outside ASCII Hydra's grammar needs quotes; a byte that is not UTF-8 cannot be recorded.
+    (["data.root={tmp}/Müller"], "resablate: error: data.root={tmp}/Müller: Hydra's override grammar takes "
+     "characters outside ASCII only inside quotes; write data.root='{tmp}/Müller'", 2),
+    (["hydra.run.dir={tmp}/ü/run"], "resablate: error: hydra.run.dir={tmp}/ü/run: Hydra's override grammar takes "
+     "characters outside ASCII only inside quotes; write hydra.run.dir='{tmp}/ü/run'", 2),
+    (["data.root='{tmp}/\udcff'"], "resablate: error: data.root='{tmp}/\\xff': byte 0xff is not UTF-8", 2),
+    (["-m", "seed=1,2", "hydra.sweep.dir={tmp}/\udcfe"], "resablate: error: hydra.sweep.dir={tmp}/\\xfe: byte 0xfe "
+     "is not UTF-8", 2),
     (["-m", "shortcut=zero_pad,projection,projektion"], "resablate: error: shortcut=projektion is not an option", 2),
     # Under -m: refused before the first job, in one line, whatever the job that cannot run.
     (["-m", *DATA, "data=cifar10", "data.root={tmp}/nothing", "data.download=false", "shortcut=projection"],
@@ -167,9 +187,22 @@ CASES = [
     (["-m", "hydra/sweeper=optuna", "hydra.sweeper.params.depth=choise(8,14)"],
      "Error parsing override 'hydra.sweeper.params.depth=choise(8,14)'", 1),
     (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.storage=nosuchdb://host/db"],
-     "Optuna sweeper: cannot open storage 'nosuchdb://host/db'", 1),
+     "Optuna sweeper: cannot open storage 'nosuchdb://host/db'", 2),
     (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.storage=sqlite:///{file}/optuna.db"],
-     "Optuna sweeper: cannot open storage 'sqlite:///{file}/optuna.db': File exists: {file}", 1),
+     "Optuna sweeper: cannot open storage 'sqlite:///{file}/optuna.db': File exists: {file}", 2),
+    # The Optuna sweeper's refusals: one line, status 2, before any job.
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=-1", "hydra.sweeper.params.depth=choice(8,14)"],
+     "Optuna sweeper: n_trials must be a positive int, got -1", 2),
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.params.dpeth=choice(8,14)"],
+     "Optuna sweeper: a job with overrides", 2),
+    # A search space with values no job can run: refused before a study exists (each end, every choice checked).
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.params.recipe.lr=interval(-1,-0.5)"],
+     "resablate: error: the sweep: hydra.sweeper.params.recipe.lr=interval(-1,-0.5) can give a job that cannot run: "
+     "recipe.lr=-1.0 must be > 0; no job was started and no study made", 2),
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.params.recipe.lr=interval(0.01,0.2)",
+      "hydra.sweeper.params.depth=choice(8,35)"],
+     "resablate: error: the sweep: hydra.sweeper.params.depth=choice(8,35) can give a job that cannot run: depth 35",
+     2),
 ]
 
 
@@ -197,7 +230,8 @@ def assert_refused(code: int, out: str, err: str, message: str, status: int, tmp
         assert len(lines) == 1, err
     assert "Traceback" not in out + err
     assert "GPU available" not in out + err  # no Trainer was built
-    left = [p for p in tmp_path.rglob("*") if p.name in ("summary.json", "checkpoints", "metrics.csv", ".hydra")]
+    left = [p for p in tmp_path.rglob("*")
+            if p.name in ("summary.json", "checkpoints", "metrics.csv", ".hydra", "optuna.db", "multirun.yaml")]
     assert not left, left
 
 
@@ -209,12 +243,20 @@ def test_bad_input_is_refused_in_one_line_before_training(in_process, tmp_path, 
     if set(CPU_ONLY) & set(args) and torch.cuda.is_available():
         pytest.skip("a CUDA GPU is here")
     base = [] if any(a.startswith(("data=", "+sweep=")) for a in args) else list(TINY)
-    where = [] if any(a.startswith("hydra.") for a in args) else [
+    where = [] if any(a.lstrip("+").startswith("hydra.") for a in args) else [
         f"hydra.sweep.dir={tmp_path / 'sweep'}" if "-m" in args else f"hydra.run.dir={tmp_path / 'run'}"]
     flags = [a for a in args if a.startswith("-")]
     argv = [*flags, *base, "trainer.max_steps=2", *(fill(a, bad_places) for a in args if a not in flags), *where]
     code, out, err = in_process(argv)
     assert_refused(code, out, err, fill(message, bad_places), status, tmp_path)
+
+
+def test_a_quoted_folder_name_outside_ascii_is_an_ordinary_folder(in_process, tmp_path):
+    code, out, err = in_process([*TINY, "trainer.max_steps=1", f"hydra.run.dir='{tmp_path}/Müller ü/run'"])
+    assert code == 0, err[-2000:]
+    summary = json.loads((tmp_path / "Müller ü" / "run" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "completed"
+    assert f"{tmp_path}/Müller ü/run" in out + err  # the result line names it as given
 
 
 def test_as_a_user_runs_it(tmp_path, bad_places):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,23 +17,12 @@ import pytest
 import torch
 
 from resablate.records import RunFolder
-from tests.robustness.conftest import TINY, load_checkpoint, start
+from tests import held_run
+from tests.robustness.conftest import ENV, TINY, load_checkpoint
 
 ARGS = [*TINY, "shortcut=dropout_shortcut", "trainer.max_steps=48", "trainer.checkpoint_every_n_steps=4",
         "trainer.log_every_n_steps=3", "trainer.deterministic=true", "seed=5"]
 RESULT = ("status", "steps", "train_loss", "train_error", "test_error")
-
-
-def wait_until(condition, proc, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"the run ended before {what}:\n{out[-3000:]}\n{err[-3000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"no {what} within {timeout} s")
-        time.sleep(0.05)
 
 
 def step_of(path: Path) -> int | None:
@@ -57,21 +45,27 @@ def test_killed_then_preempted_run_ends_equal_to_its_uninterrupted_twin(in_proce
     code, _, err = in_process([*ARGS, f"hydra.run.dir={twin_dir}"])
     assert code == 0, err[-3000:]
 
-    # 1. SIGKILL once two checkpoints exist: no summary, nothing to clean up.
-    first = start(command, tmp_path)
+    # 1. SIGKILL while held at the start of step 10 (tests/held_run.py): checkpoints after steps 4 and 8, no summary.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    first = held_run.start({"10": [["touch", str(marks / "at10")], ["wait", str(marks / "never")]]}, command,
+                           tmp_path, env=ENV)
     last, previous = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.prev.ckpt"
-    wait_until(previous.exists, first, "a second checkpoint")
+    held_run.wait_for(marks / "at10", first)
     first.send_signal(signal.SIGKILL)
-    first.wait()
+    first.communicate()
     assert not (run / "summary.json").exists()
     killed_at, kept = step_of(last), step_of(previous)
-    assert 0 < kept < killed_at < 48
+    assert (kept, killed_at) == (4, 8)
 
-    # 2. last.ckpt cut in half: named, the previous one used; then SIGTERM once a newer checkpoint is written.
+    # 2. last.ckpt cut in half: named, the previous one used (step 4); held at the start of step 14 (checkpoints after
+    # 8 and 12 written again), SIGTERM, then released: it stops at the end of that step, saving step 15.
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    second = start(command, tmp_path)
-    wait_until(lambda: (step_of(last) or 0) > killed_at, second, "a checkpoint after the damaged one")
+    second = held_run.start({"14": [["touch", str(marks / "at14")], ["wait", str(marks / "go")]]}, command, tmp_path,
+                            env=ENV)
+    held_run.wait_for(marks / "at14", second)
     second.send_signal(signal.SIGTERM)
+    (marks / "go").touch()
     code, out, err = finish(second)
     assert code == 128 + signal.SIGTERM, err[-3000:]
     assert f"checkpoint {last} is truncated or damaged, not used" in out
@@ -80,7 +74,7 @@ def test_killed_then_preempted_run_ends_equal_to_its_uninterrupted_twin(in_proce
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["status"], summary["signal"]) == ("interrupted", "SIGTERM")
     assert summary["interrupted_at"] == summary["steps"] == step_of(last)  # saved at the step it stopped
-    assert killed_at < summary["steps"] < 48
+    assert summary["steps"] == 15
     assert f"interrupted by SIGTERM at step {summary['steps']} (the same command resumes it)" in out
 
     # 3. The same command again finishes the run.

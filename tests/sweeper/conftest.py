@@ -25,6 +25,7 @@ steps: 3
 sleep: 0.0
 bad_trials: []
 fail_trials: []
+hold_trials: []
 mode: single
 """
 
@@ -48,6 +49,10 @@ def main(cfg):
     with open(out / "runs.txt", "a") as f:
         f.write(f"{os.getpid()} {number}\\n")
     (out / "env.json").write_text(os.environ.get(ENV_VAR, ""))
+    if number in cfg.hold_trials and len((out / "runs.txt").read_text().splitlines()) == 1:
+        (out / "held").touch()  # its first run waits here until killed: an exact moment for a test's signal
+        while not (out / "release").exists():
+            time.sleep(0.02)
     if number in cfg.fail_trials:
         raise RuntimeError(f"planned failure in trial {number}")
     value = (cfg.x - 1.0) ** 2 + cfg.depth / 100

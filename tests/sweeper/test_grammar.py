@@ -5,12 +5,17 @@ interval as Hydra types its ends), and a real sweep over `interval(0,1)` samples
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hydra_plugins.resablate_optuna_sweeper import parse_search_space
+from tests.conftest import run_app
+from tests.robustness.conftest import TINY
 
 
 def hydra_values(line: str) -> list:
@@ -93,3 +98,25 @@ def test_a_real_sweep_over_interval_0_1_samples_between_the_ends(sweep_app):
     assert len(values) == 6 and all(0 <= v <= 1 for v in values)
     assert any(not float(v).is_integer() for v in values), values
     assert not any(math.isnan(v) for v in values)
+
+
+def test_dotted_keys_under_sweeper_params_on_the_command_line_search_those_keys(tmp_path):
+    """`hydra.sweeper.params.recipe.lr=interval(..)` typed on the command line (Hydra alone would nest it under
+    `recipe` and fail to merge it) runs the study over `recipe.lr`, beside another dotted key and a plain one, as a
+    YAML `params:` block would: each trial's job trained with the values sampled for it."""
+    proc = run_app(["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.seed=1",
+                    "hydra.sweeper.params.recipe.lr=interval(0.01,0.2)", "shortcut=highway",
+                    "hydra.sweeper.params.shortcut.gate_bias=interval(-3.0,-1.0)", "hydra.sweeper.params.seed=1,2",
+                    *TINY, "trainer.max_steps=2"], cwd=tmp_path)
+    assert "3 jobs: 3 completed; exit 0" in proc.stdout, proc.stderr[-2000:]
+    (db,) = (tmp_path / "multirun").rglob("optuna.db")
+    assert "hydra.sweeper.params.recipe.lr=interval(0.01,0.2)" in str(db)  # the folder named as typed
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    trials = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    for trial in trials:
+        assert set(trial.params) == {"recipe.lr", "shortcut.gate_bias", "seed"}
+        assert 0.01 <= trial.params["recipe.lr"] <= 0.2 and -3.0 <= trial.params["shortcut.gate_bias"] <= -1.0
+        ran = OmegaConf.load(Path(trial.user_attrs["run_dir"]) / ".hydra" / "config.yaml")
+        assert (ran.recipe.lr, ran.shortcut.gate_bias, ran.seed) == (
+            trial.params["recipe.lr"], trial.params["shortcut.gate_bias"], trial.params["seed"])

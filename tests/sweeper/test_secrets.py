@@ -33,7 +33,7 @@ def postgres():
 def test_a_storage_that_cannot_be_opened_is_named_without_its_password(tmp_path):
     url = f"postgresql://resablate:{SECRET}@127.0.0.1:{free_port()}/optuna"
     proc = run_app([*SEARCH, f"hydra.sweeper.storage={url}"], cwd=tmp_path, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input or environment: refused
     assert "Optuna sweeper: cannot open storage 'postgresql://resablate:***@127.0.0.1:" in proc.stderr
     nowhere(SECRET, proc, tmp_path)
 
@@ -43,7 +43,7 @@ def test_a_missing_database_driver_is_named_with_what_to_install(tmp_path):
     the URL form and extra that work."""
     url = f"mysql://resablate:{SECRET}@127.0.0.1:{free_port()}/optuna"
     proc = run_app([*SEARCH, f"hydra.sweeper.storage={url}"], cwd=tmp_path, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input or environment: refused
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("Optuna sweeper: cannot open storage"))
     assert "'mysql://resablate:***@127.0.0.1:" in line and "No module named 'MySQLdb'" in line
     assert "write mysql+pymysql:// and pip install pymysql, or pip install -e '.[mysql]' in resablate" in line

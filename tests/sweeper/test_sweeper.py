@@ -50,10 +50,24 @@ def test_n_trials_is_the_total_and_a_rerun_adds_none(sweep_app):
     assert all(len(sweep_app.runs(n)) == 1 for n in range(6))
 
 
+def test_hydra_sweep_subdir_names_the_trial_folders(sweep_app):
+    """`hydra.sweep.subdir` is honoured as under Hydra's basic sweeper, with the trial number for `${hydra.job.num}`,
+    and each trial's `run_dir` attribute (what leads back from optuna-dashboard) names that folder."""
+    sweep_app.run("hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "hydra.sweep.subdir=job_${hydra.job.num}",
+                  *SEARCH)
+    folders = sorted(p.name for p in sweep_app.sweep_dir.iterdir() if p.is_dir())
+    assert folders == ["job_0", "job_1", "job_2"]
+    for trial in sweep_app.study().trials:
+        assert trial.user_attrs["run_dir"] == str(sweep_app.sweep_dir / f"job_{trial.number}")
+        env = json.loads((sweep_app.sweep_dir / f"job_{trial.number}" / "env.json").read_text())
+        assert env["number"] == trial.number
+
+
 def test_a_killed_sweep_is_completed_by_rerunning_it(sweep_app):
-    args = ("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1", "hydra.sweeper.seed=0", *SEARCH, "sleep=0.3")
+    """SIGKILLed while trial 2's first run is held (the test app waits there), the rerun takes trial 2 over."""
+    args = ("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1", "hydra.sweeper.seed=0", *SEARCH, "hold_trials=[2]")
     proc = sweep_app.popen(*args)
-    sweep_app.wait_for(sweep_app.sweep_dir / "2" / "runs.txt", proc)
+    sweep_app.wait_for(sweep_app.sweep_dir / "2" / "held", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert states(sweep_app.study()) == ["COMPLETE", "COMPLETE", "RUNNING"]  # trial 2 dangling
@@ -112,7 +126,7 @@ def test_failed_trials_are_told_fail_and_the_sweep_goes_on(sweep_app):
 
 def test_too_many_failures_stop_the_sweep_with_a_clear_error(sweep_app):
     proc = sweep_app.run("hydra.sweeper.n_trials=6", *SEARCH, "fail_trials=[1,2,3,4,5]", check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 1  # a failure, not a refusal: the sweep ran
     assert "1 of 2 finished trials failed (50% > max_failure_rate=0.3)" in proc.stdout + proc.stderr
     assert "planned failure in trial 1" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -163,12 +177,13 @@ def test_journal_storage(sweep_app, tmp_path):
     ],
 )
 def test_a_bad_option_fails_before_any_job(sweep_app, override, expected):
+    """Refused in one line with exit status 2 (bad input), leaving nothing: no study, no multirun.yaml."""
     proc = sweep_app.run("hydra.sweeper.n_trials=2", *SEARCH, override, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     for text in expected:
-        assert text in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert sweep_app.job_dirs() == []
+        assert text in line
+    assert not sweep_app.sweep_dir.exists() or list(sweep_app.sweep_dir.iterdir()) == []
 
 
 def test_the_grids_sweeper_names_folders_as_the_app_names_runs():

@@ -35,6 +35,7 @@ GRIDS = {
     "table3": (21, 3, "imagenet_paper", "ImageNetData"),
     "degradation": (12, 3, "quick", "FashionMNISTData"),
     "constructed": (3, 3, "quick", "FashionMNISTData"),
+    "demo": (3, 1, "quick", "FashionMNISTData"),
 }
 SEARCHES = {
     "arch_search": (["minimize", "minimize"], ["depth", "block", "shortcut", "model.width_multiplier"], "none"),

@@ -17,6 +17,7 @@ import pytest
 from resablate.app.hardware import choose_threads, usable_cores
 from resablate.app.neighbours import Neighbours, _start_time
 from tests.conftest import ROOT
+from tests.held_run import wait_for
 
 HELD = str(ROOT / "tests" / "held_run.py")
 TINY = ["data=synthetic", "data.num_samples=256", "depth=8", "recipe=quick", "recipe.batch_size=16", "logger=csv"]
@@ -39,17 +40,6 @@ def finish(proc: subprocess.Popen) -> str:
 
 def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
-
-
-def wait_for(path: Path, proc: subprocess.Popen) -> None:
-    """Until the held process has written `path` (it fails the test if the process ends first)."""
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"exit {proc.returncode} before {path.name}:\n{proc.stderr.read()[-3000:]}")
-        try:
-            proc.wait(timeout=0.05)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @needs_two_cores

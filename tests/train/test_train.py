@@ -1,16 +1,15 @@
 """`python -m resablate` end to end, as a user runs it: run folders, multirun, resume, seeds, bad input."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests import held_run
 from tests.conftest import needs_fashion_mnist, run_app
 
 TINY = ["data=synthetic", "data.num_samples=512", "depth=8", "recipe=quick", "logger=csv",
@@ -61,28 +60,22 @@ def test_rerun_of_a_completed_run_does_nothing(tmp_path):
 
 
 def test_resume_after_kill_continues_from_checkpoint_step(tmp_path):
+    """SIGKILLed while held at the start of step 10 (checkpoints after steps 4 and 8: tests/held_run.py), the run
+    resumes from step 8 and ends as one run of 60 steps."""
     args = [*TINY, "data.num_samples=2048", "trainer.max_steps=60", "trainer.checkpoint_every_n_steps=4",
             "recipe.eval_every=60"]
-    env = {**os.environ, "WANDB_SILENT": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    ckpt = None
-    while time.time() < deadline and proc.poll() is None:
-        found = list((tmp_path / "outputs").rglob("last.prev.ckpt"))  # at least two checkpoints written: mid-run
-        if found:
-            ckpt = found[0]
-            break
-        time.sleep(0.2)
-    assert ckpt is not None, "no checkpoint appeared before the run ended"
+    at10, never = tmp_path / "at10", tmp_path / "never"
+    proc = held_run.start({"10": [["touch", str(at10)], ["wait", str(never)]]}, args, tmp_path)
+    held_run.wait_for(at10, proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
+    (ckpt,) = (tmp_path / "outputs").rglob("last.ckpt")
     run = ckpt.parent.parent
     assert not (run / "summary.json").exists()
     import torch
 
     step = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
-    assert 0 < step < 60
+    assert step == 8
     run_app(args, cwd=tmp_path)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 60
