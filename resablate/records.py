@@ -67,6 +67,16 @@ class RunFolderBusy(RuntimeError):
     """Another live process holds this run folder."""
 
 
+def probe_folder(path: Path) -> None:
+    """Raise the OSError that making folder `path` would raise (no such file in /proc, a read-only file system), by
+    making its first missing folder and removing it again: nothing is left behind."""
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if existing != path:
+        probe = path if path.parent == existing else next(p for p in path.parents if p.parent == existing)
+        probe.mkdir()
+        probe.rmdir()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write then rename: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

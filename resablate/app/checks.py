@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from resablate.app.schema import ResablateConfig, TrainerConfig
 from resablate.builder import ConfigError, build_datamodule, build_net, enum_name, optimizer_class, to_container
 from resablate.paths import CONF_DIR, SWEEPS_DIR
+from resablate.records import probe_folder
 
 TRAINER_KEYS = tuple(f.name for f in dataclasses.fields(TrainerConfig))  # resablate's; any other is pl.Trainer's
 SET_BY_RESABLATE = ("max_steps", "max_epochs", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
@@ -128,14 +129,11 @@ def check_output_dir(args: list[str], multirun: bool) -> Path | None:
         raise ConfigError(f"{key}={value} cannot be a folder: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={value} cannot be written: {existing} is read-only for this user")
-    if existing != path:
-        probe = path if path.parent == existing else next(p for p in path.parents if p.parent == existing)
-        try:
-            probe.mkdir()
-            probe.rmdir()
-        except OSError as err:
-            raise ConfigError(f"{key}={value} cannot be made: {err.strerror} ({probe}); give a folder where this "
-                              "user can create one") from None
+    try:
+        probe_folder(path)
+    except OSError as err:
+        raise ConfigError(f"{key}={value} cannot be made: {err.strerror} ({err.filename}); give a folder where this "
+                          "user can create one") from None
     return path
 
 

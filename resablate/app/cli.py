@@ -261,6 +261,9 @@ def quiet_third_parties() -> None:
     # twice per run with a site-packages path, nothing the user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
+    # Lightning warns when an epoch has fewer batches than log_every_n_steps (a small data.train_size); its loggers and
+    # resablate's metrics.csv count steps across epochs, so no row is missed: advice that does not apply here.
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     # W&B prints four lines per run (offline mode, `wandb online`, where it saves, `wandb leet`) and a warning about a
     # setting Lightning passes; resablate says once where W&B writes and in which mode (app/tracking.py). A user who
     # wants W&B's own lines sets WANDB_SILENT=false.

@@ -40,7 +40,7 @@ def test_jobs_side_by_side_print_no_other_librarys_lines_either(tmp_path):
                     "data.num_samples=256", "depth=8", "recipe=quick", "recipe.batch_size=32", "trainer.max_steps=2",
                     "logger.wandb.mode=offline", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     console = (proc.stdout + proc.stderr).splitlines()
-    assert "2 jobs: 2 completed; exit 0" in console[-1]
+    assert any(line.endswith("2 jobs: 2 completed; exit 0") for line in console), console
     assert [line for line in console if any(n in line for n in NOISE)] == []
 
 

@@ -127,7 +127,7 @@ CASES = [
     (["trainer=ddp", "+trainer.sync_batchnorm=true", "trainer.accelerator=cpu"], "resablate: error: "
      "trainer.sync_batchnorm=true needs CUDA GPUs (torch's SyncBatchNorm runs on CUDA only", 2),
     (["+sweep=nope"], "resablate: error: sweep=nope is not an option; valid: arch_search, constructed, degradation, "
-     "fig1", 2),
+     "demo, fig1", 2),
     (["data.val_size=300"], "resablate: error: data: val_size=300 must be < 256, the number of synthetic training", 2),
     ([*DATA, "data=imagenet"], "resablate: error: data.root has no value and no default: set data.root=... on", 2),
     ([*DATA, "data=cifar10", "data.root={tmp}/nothing", "data.download=false"],

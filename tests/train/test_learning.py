@@ -83,7 +83,8 @@ def test_a_short_fashion_mnist_run_learns(tmp_path):
 
 def test_warmup_runs_at_its_lr_then_the_schedule_takes_over(tmp_path):
     run_app(["data=synthetic", "data.num_samples=256", "depth=8", "recipe=quick", "recipe.batch_size=32",
-             "recipe.warmup=on", "recipe.warmup_steps=4", "recipe.warmup_until_error=0", "trainer.max_steps=8",
+             "recipe.lr=0.1", "recipe.warmup=on", "recipe.warmup_lr=0.01", "recipe.warmup_steps=4",
+             "recipe.warmup_until_error=0", "trainer.max_steps=8",
              "trainer.log_every_n_steps=2", "recipe.eval_every=8", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}"],
             cwd=tmp_path)
     lr = pd.read_csv(tmp_path / "run" / "metrics.csv").set_index("step")["lr"]
