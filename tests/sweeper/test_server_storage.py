@@ -65,7 +65,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_taken_over(sweep_app, server):
 def test_a_refused_login_is_one_line_without_the_password(sweep_app, server):
     url = server.url("optuna", password="wrong-pw-123")
     proc = sweep_app.run("hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={url}", *SEARCH, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad environment: refused
     assert "wrong-pw-123" not in proc.stdout + proc.stderr
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("Optuna sweeper: cannot open storage"))
     assert line.startswith(f"Optuna sweeper: cannot open storage '{server.SCHEME}://resablate:***@127.0.0.1:{server.port}/")
