@@ -105,10 +105,28 @@ start_slurm() {
 
 PG="$DIR/postgres"
 
-pg_bin() {  # Debian keeps PostgreSQL's server tools out of the PATH, under /usr/lib/postgresql/<version>/bin
-    local found
-    found="${RESABLATE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"  # or given
-    if [ -n "$found" ] && [ -x "$found/$1" ]; then echo "$found/$1"; else command -v "$1" || true; fi
+# PostgreSQL's server tools: in RESABLATE_PG_BIN when it is set (and nowhere else), else on the PATH. Debian installs
+# them under /usr/lib/postgresql/<version>/bin, outside the PATH; .ci/run puts that folder on it. Only the PATH counts,
+# so that taking PostgreSQL off the PATH is a machine without it (the tests then skip, or fail under RESABLATE_CI=1).
+pg_bin() {
+    if [ -n "${RESABLATE_PG_BIN+set}" ]; then
+        if [ -x "$RESABLATE_PG_BIN/$1" ]; then echo "$RESABLATE_PG_BIN/$1"; fi
+    else
+        command -v "$1" || true
+    fi
+}
+
+pg_missing() {
+    local debian
+    debian="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    if [ -n "${RESABLATE_PG_BIN+set}" ]; then
+        echo "local_cluster: PostgreSQL not found: no initdb/pg_ctl in RESABLATE_PG_BIN=$RESABLATE_PG_BIN" >&2
+    elif [ -n "$debian" ]; then
+        echo "local_cluster: PostgreSQL not found on the PATH: it is installed in $debian; export PATH=\"$debian:\$PATH\"" >&2
+    else
+        echo "local_cluster: PostgreSQL not found: apt-get install -y postgresql, then put /usr/lib/postgresql/<version>/bin on the PATH" >&2
+    fi
+    exit 2
 }
 
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -119,7 +137,7 @@ start_postgres() {
     local initdb pg_ctl port password
     initdb="$(pg_bin initdb)"
     pg_ctl="$(pg_bin pg_ctl)"
-    [ -n "$initdb" ] && [ -n "$pg_ctl" ] || { echo "local_cluster: PostgreSQL not found: apt-get install -y postgresql" >&2; exit 2; }
+    [ -n "$initdb" ] && [ -n "$pg_ctl" ] || pg_missing
     if postgres_running; then echo "local_cluster: PostgreSQL already running ($(cut -d@ -f2 "$PG/url"))"; return 0; fi
     rm -rf "$PG"
     mkdir -p "$PG"

@@ -5,6 +5,7 @@ import inspect
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 from lightning_fabric.strategies.launchers import subprocess_script as fabric_launcher
@@ -40,10 +41,26 @@ def test_the_child_observer_still_watches_the_launchers_procs_list():
 
 
 def test_hydra_state_round_trips():
-    """Patch 3: Hydra's process state (what hydra-submitit-launcher hands its jobs) can be taken and put back."""
-    state = compat.hydra_state()
-    compat.restore_hydra_state(state)
-    assert compat.hydra_state().keys() == state.keys()
+    """Patch 3: Hydra's process state (what hydra-submitit-launcher hands its jobs) can be taken and put back: a
+    process where Hydra was never initialised gets the config search path and the resolvers of the one it came from."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    conf = str(Path(__file__).resolve().parents[2] / "conf")
+    OmegaConf.register_new_resolver("resablate_test_state", lambda: "there", replace=True)
+    with initialize_config_dir(config_dir=conf, version_base=None):
+        state = compat.hydra_state()
+    OmegaConf.clear_resolver("resablate_test_state")  # the state of a fresh process
+    assert not GlobalHydra.instance().is_initialized()
+    try:
+        compat.restore_hydra_state(state)
+        assert GlobalHydra.instance().is_initialized()
+        assert conf in [p.path for p in GlobalHydra.instance().config_loader().get_sources()]
+        assert OmegaConf.create({"x": "${resablate_test_state:}"}).x == "there"
+    finally:
+        GlobalHydra.instance().clear()
+        OmegaConf.clear_resolver("resablate_test_state")
 
 
 def test_lightning_still_passes_wandb_anonymous_and_the_patch_drops_it(tmp_path):

@@ -1,6 +1,6 @@
 """A real two-node SLURM cluster and a PostgreSQL server for the `cluster` tests: scripts/local_cluster.sh starts
-munge, slurmctld, two slurmd (n1, n2) and PostgreSQL in a scratch folder of this session, and stops exactly those at
-the end. Skipped where slurm-wlm and munge are not installed or the tests do not run as root (.ci/run installs them,
+munge, slurmctld, two slurmd (n1, n2) and PostgreSQL in a scratch folder, and stops exactly those when the tests of
+this package are done. Skipped where slurm-wlm and munge are not installed or the tests do not run as root (.ci/run installs them,
 and postgresql, and runs as root)."""
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=local", "hydra.launch
          "+hydra.launcher.setup=[\"export MASTER_ADDR=127.0.0.1\"]", "trainer.accelerator=cpu"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster():
-    """`cluster.conf`: its slurm.conf (also in SLURM_CONF while the tests run); `cluster.postgres`: the URL of its
-    PostgreSQL database `optuna` (tests.servers.create_database makes others on the same server)."""
+    """`cluster.conf`: its slurm.conf (also in SLURM_CONF while the tests of this package run, as it was before
+    afterwards); `cluster.postgres`: the URL of its PostgreSQL database `optuna` (tests.servers.create_database makes
+    others on the same server). Started for the tests of tests/cluster/ and stopped when they are done."""
     if MISSING:
         pytest.skip(f"{ci_skips.MISSING}{', '.join(MISSING)} not installed: apt-get install -y slurm-wlm munge")
     if os.geteuid() != 0:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from resablate.records import RunFolder
+from tests import held_run
 from tests.cluster.conftest import ROOT, SLURM, scontrol_job
 from tests.conftest import run_app
 from tests.robustness.conftest import TINY
@@ -106,8 +107,9 @@ def test_no_sbatch_on_the_path_is_one_line(tmp_path):
 
 def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster, tmp_path):
     """Two sweeps submitted as SLURM jobs and one started here, on one PostgreSQL study of n_trials=8: exactly 8
-    trials, each in its own folder; the local worker is SIGKILLed in the middle of a trial, which another worker takes
-    over (same machine: the dead owner's pid tells) and completes in the same folder."""
+    trials, each in its own folder; the local worker is SIGKILLed in the middle of a trial (held at the start of its
+    first trial's step 10, after the checkpoint of step 10: tests/held_run.py), which another worker takes over (same
+    machine: the dead owner's pid tells) and completes in the same folder."""
     import optuna
 
     from tests.servers import create_database
@@ -126,19 +128,13 @@ def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster
                               f"--chdir={tmp_path}", f"--wrap={command}"], env=env, capture_output=True,
                              text=True, check=True).stdout
         jobs.append(out.strip().split(";")[0])
-    local = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    orphan, deadline = None, time.monotonic() + 180
-    while orphan is None and time.monotonic() < deadline:  # a trial of the local worker, part trained
-        time.sleep(0.2)
-        studies = optuna.get_all_study_summaries(url)
-        running = optuna.load_study(study_name=studies[0].study_name, storage=url).trials if studies else []
-        for trial in running:
-            owner = trial.system_attrs.get("resablate:owner") or {}
-            if (trial.state.name == "RUNNING" and owner.get("pid") == local.pid
-                    and (sweep / str(trial.number) / "checkpoints" / "last.ckpt").exists()):
-                orphan = trial.number
-    assert orphan is not None, "the local worker never had a part-trained trial"
+    held = tmp_path / "local_at10"
+    local = held_run.start({"10": [["touch", str(held)], ["wait", str(tmp_path / "never")]]}, args, tmp_path, env=env)
+    held_run.wait_for(held, local)
+    (summary,) = optuna.get_all_study_summaries(url)
+    (orphan,) = [t.number for t in optuna.load_study(study_name=summary.study_name, storage=url).trials
+                 if t.state.name == "RUNNING" and (t.system_attrs.get("resablate:owner") or {}).get("pid") == local.pid]
+    assert RunFolder(sweep / str(orphan)).last_checkpoint()[1] == 10  # part trained
     local.kill()
     local.wait()
     for job in jobs:
@@ -167,25 +163,26 @@ def wait_for(condition, what: str, timeout: float = 180) -> None:
 def test_scontrol_requeue_mid_run_resumes_in_the_same_folder_equal_to_its_twin(cluster, tmp_path):
     """SLURM requeues the job mid-training (SIGTERM: a checkpoint at the step boundary, exit); the job comes back
     into the same run folder, resumes from last.ckpt and ends bitwise equal, row for row of metrics.csv, to an
-    uninterrupted twin run the same way. SLURM holds a requeued job for two minutes; the test lets it start at once."""
+    uninterrupted twin run the same way. SLURM holds a requeued job for two minutes; the test lets it start at once.
+    The job is held at the start of step 10 until the signal comes (tests/held_run.py): mid-run on any machine."""
     import pandas as pd
 
     twin, run = tmp_path / "twin", tmp_path / "run"
     run_app(["-m", *SLURM, *RESUMABLE, f"hydra.sweep.dir={twin}"], cwd=tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
-    sweep = subprocess.Popen([sys.executable, "-m", "resablate", "-m", *SLURM, *RESUMABLE, f"hydra.sweep.dir={run}"],
-                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: (run / "0" / "checkpoints" / "last.ckpt").exists(), "checkpoint")
+    at10 = tmp_path / "at10"
+    sweep = held_run.start({"10": [["once", str(at10)], ["wait_signal", "SIGTERM"]]},
+                           ["-m", *SLURM, *RESUMABLE, f"hydra.sweep.dir={run}"], tmp_path)
+    held_run.wait_for(at10, sweep)
     (job_id,) = submitted(run)
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     wait_for(lambda: scontrol_job(job_id, settled=False)["JobState"] == "PENDING", "requeued job")
     subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
-    out, _ = sweep.communicate(timeout=300)
-    assert sweep.returncode == 0, out[-3000:]
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, out[-3000:] + err[-3000:]
     assert scontrol_job(job_id)["Restarts"] == "1"
     log = "".join(f.read_text() for f in (run / ".submitit").rglob("*_log.out"))  # both attempts' console
     stopped = re.search(r"interrupted by SIGTERM at step (\d+) \(the same command resumes it\)", log)
-    assert stopped and 0 < int(stopped.group(1)) < 300, log[-3000:]  # the first attempt stopped part way
+    assert stopped and int(stopped.group(1)) == 11, log[-3000:]  # the first attempt stopped after the held step
     summary = RunFolder(run / "0").summary()
     assert (summary["status"], summary["steps"]) == ("completed", 300)
     curves = [pd.read_csv(d / "0" / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
@@ -197,18 +194,21 @@ def test_scancel_leaves_interrupted_jobs_and_the_same_command_runs_what_is_left(
     """Three jobs on two one-CPU nodes: job 2 waits in the queue. It is cancelled there (SLURM forgets it at once,
     and this cluster has no accounting: the launcher learns it from squeue), and running job 1 is cancelled after its
     first checkpoint (SIGTERM: a checkpoint at the step boundary, status interrupted). The sweep waits for job 0,
-    ends naming both, and the same command then skips job 0, resumes job 1 and runs job 2."""
-    sweep = tmp_path / "sweep"
-    args = ["-m", *SLURM, *TINY, "trainer.max_steps=400", "trainer.checkpoint_every_n_steps=10", "seed=1,2,3",
+    ends naming both, and the same command then skips job 0, resumes job 1 and runs job 2. Jobs 0 and 1 are held at
+    exact steps (tests/held_run.py): job 1 at step 10 until the signal, job 0 at step 11 until job 2 is cancelled."""
+    sweep, marks = tmp_path / "sweep", tmp_path / "marks"
+    marks.mkdir()
+    args = ["-m", *SLURM, *TINY, "trainer.max_steps=40", "trainer.checkpoint_every_n_steps=10", "seed=1,2,3",
             f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: (sweep / "1" / "checkpoints" / "last.ckpt").exists(), "checkpoint of job 1")
+    plan = {"10": [["only_job", "1"], ["once", str(marks / "job1_at10")], ["wait_signal", "SIGTERM"]],
+            "11": [["only_job", "0"], ["once", str(marks / "job0_at11")], ["wait", str(marks / "release0")]]}
+    proc = held_run.start(plan, args, tmp_path)
+    held_run.wait_for(lambda: (marks / "job1_at10").exists() and (marks / "job0_at11").exists(), proc)
     first, second, third = submitted(sweep)
     assert scontrol_job(third, settled=False)["JobState"] == "PENDING"
     subprocess.run(["scancel", third], check=True)
     subprocess.run(["scancel", second], check=True)
+    (marks / "release0").touch()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out[-3000:] + err[-3000:]
     assert scontrol_job(second)["JobState"] == "CANCELLED"
@@ -217,7 +217,7 @@ def test_scancel_leaves_interrupted_jobs_and_the_same_command_runs_what_is_left(
     assert err.strip().splitlines()[-1] == (f"[resablate] sweep {sweep}: 3 jobs: 1 completed, 1 interrupted, "
                                             "1 did not run; exit 1")
     cancelled = RunFolder(sweep / "1").summary()
-    assert cancelled["status"] == "interrupted" and 0 < cancelled["steps"] < 400
+    assert (cancelled["status"], cancelled["steps"]) == ("interrupted", 11)  # the held step, then a checkpoint
     assert not (sweep / "2").exists()
 
     again = run_app(args, cwd=tmp_path)
@@ -235,20 +235,20 @@ def test_a_time_limit_checkpoints_requeues_and_completes(cluster, tmp_path):
     (`--signal=USR2@signal_delay_s`), the job checkpoints and submitit requeues it (max_num_timeout=1), and it comes
     back into the same folder and completes from last.ckpt. For the second attempt the test gives the limit back and
     skips SLURM's two-minute hold of a requeued job. The other job has no requeue left (max_num_timeout=0): it
-    checkpoints, is not requeued, and the sweep names why, its last.ckpt left for the same command to resume."""
-    limited = ["hydra.launcher.signal_delay_s=50", *TINY, "trainer.max_steps=4000",
+    checkpoints, is not requeued, and the sweep names why, its last.ckpt left for the same command to resume. Each
+    job is held at the start of step 20 (after the checkpoint of step 20) until the signal comes (tests/held_run.py):
+    the limit falls in the middle of the run on any machine."""
+    limited = ["hydra.launcher.signal_delay_s=50", *TINY, "trainer.max_steps=60",
                "trainer.checkpoint_every_n_steps=20", "seed=1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
     runs = {}
     for name, requeues in (("requeued", 1), ("out_of_requeues", 0)):
         sweep = tmp_path / name
         command = ["-m", *SLURM, f"hydra.launcher.max_num_timeout={requeues}", *limited, f"hydra.sweep.dir={sweep}"]
-        runs[name] = (sweep, command, subprocess.Popen([sys.executable, "-m", "resablate", *command], cwd=tmp_path,
-                                                       env=env, text=True, stdout=subprocess.PIPE,
-                                                       stderr=subprocess.PIPE))
+        plan = {"20": [["once", str(tmp_path / f"{name}_at20")], ["wait_signal", "SIGUSR2"]]}
+        runs[name] = (sweep, command, held_run.start(plan, command, tmp_path))
     jobs = {}
-    for name, (sweep, _, _) in runs.items():
-        wait_for(lambda sweep=sweep: (sweep / "0" / "checkpoints" / "last.ckpt").exists(), f"checkpoint of {name}")
+    for name, (sweep, _, proc) in runs.items():
+        held_run.wait_for(tmp_path / f"{name}_at20", proc)
         (jobs[name],) = submitted(sweep)
         subprocess.run(["scontrol", "update", f"jobid={jobs[name]}", "TimeLimit=1"], check=True)
     wait_for(lambda: scontrol_job(jobs["requeued"], settled=False)["JobState"] == "PENDING", "requeued job", 120)
@@ -260,18 +260,18 @@ def test_a_time_limit_checkpoints_requeues_and_completes(cluster, tmp_path):
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
     log = "".join(f.read_text() for f in (sweep / ".submitit").rglob("*_log.out"))
     stopped = re.search(r"interrupted by SIGUSR2 at step (\d+) \(the same command resumes it\)", log)
-    assert stopped, f"the job finished before SLURM's time-limit signal (raise max_steps): {log[-3000:]}"
+    assert stopped and int(stopped.group(1)) == 21, log[-3000:]  # after the held step
     job = scontrol_job(jobs["requeued"])
     assert (job["JobState"], job["Restarts"]) == ("COMPLETED", "1")
     assert f"resuming from step {stopped.group(1)} " in log, log[-3000:]
     summary = RunFolder(sweep / "0").summary()
-    assert (summary["status"], summary["steps"]) == ("completed", 4000)
+    assert (summary["status"], summary["steps"]) == ("completed", 60)
 
     sweep, command, proc = runs["out_of_requeues"]
     out, err = results["out_of_requeues"]
     assert proc.returncode == 1, out[-3000:] + err[-3000:]
     assert "timed-out too many times" in err.strip().splitlines()[-1], err[-3000:]
     left = RunFolder(sweep / "0").summary()
-    assert left["status"] == "interrupted" and left["signal"] == "SIGUSR2" and 0 < left["steps"] < 4000
+    assert (left["status"], left["signal"], left["steps"]) == ("interrupted", "SIGUSR2", 21)
     assert scontrol_job(jobs["out_of_requeues"])["Restarts"] == "0"
     assert RunFolder(sweep / "0").last_checkpoint()[1] == left["steps"]  # what the same command resumes from

@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +29,7 @@ from resablate.app.distributed import (
 )
 from resablate.app.hardware import usable_cores
 from resablate.builder import ConfigError
+from tests import held_run
 from tests.conftest import compose_app, run_app
 
 DDP = ["data=synthetic", "depth=8", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
@@ -103,16 +103,16 @@ def submitit_tasks(folder: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_submitit_requeue_resumes_in_the_same_run_folder(tmp_path):
-    """USR2, as SLURM sends before a time limit: last.ckpt is saved, submitit requeues, the job resumes from it."""
+    """USR2, as SLURM sends before a time limit: last.ckpt is saved, submitit requeues, the job resumes from it.
+    Both ranks are held at the start of step 9 (after the checkpoint of step 8) until the signal comes
+    (tests/held_run.py), so that it arrives in the middle of the run on any machine."""
     args = ["-m", "hydra/launcher=local", *DDP, "trainer.max_steps=24", "trainer.checkpoint_every_n_steps=4",
             "trainer.log_every_n_steps=2", "seed=4"]
-    env = {**os.environ, "WANDB_SILENT": "true", **RECORDS}
-    sweep = subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=tmp_path, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while not list(tmp_path.glob("multirun/*/0/checkpoints/last.ckpt")):
-        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()[0][-4000:]
-        time.sleep(0.5)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    sweep = held_run.start({"9": [["touch", str(marks / "rank{pid}")], ["wait_signal", "SIGUSR2"]]}, args, tmp_path,
+                           env={**os.environ, **RECORDS})
+    held_run.wait_for(lambda: len(list(marks.iterdir())) == 2, sweep)  # both ranks held there
     tasks = submitit_tasks(tmp_path)
     assert len(tasks) == 2
     for pid in tasks:  # SLURM signals every task of the job

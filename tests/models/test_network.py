@@ -204,10 +204,12 @@ def test_gate_default_biases_follow_the_papers():
 
 
 def test_he_init_and_bn():
+    """He et al.'s init in torchvision's mode, std sqrt(2 / fan_out), on a conv whose fan-out (32 x 3 x 3) is twice its
+    fan-in (16 x 3 x 3), so that the other mode (std 1.41x larger) fails."""
     net = build_network(depth=20)
-    conv = net.stages[0][0].conv1
-    fan_out = conv.out_channels * 9
-    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.15)
+    conv = net.stages[1][0].conv1
+    assert (conv.in_channels, conv.out_channels) == (16, 32)
+    assert conv.weight.std().item() == pytest.approx((2 / (32 * 9)) ** 0.5, rel=0.1)
     assert torch.all(net.stages[0][0].bn1.weight == 1) and torch.all(net.stages[0][0].bn1.bias == 0)
 
 

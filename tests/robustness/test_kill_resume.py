@@ -59,13 +59,12 @@ def test_killed_then_preempted_run_ends_equal_to_its_uninterrupted_twin(in_proce
     assert (kept, killed_at) == (4, 8)
 
     # 2. last.ckpt cut in half: named, the previous one used (step 4); held at the start of step 14 (checkpoints after
-    # 8 and 12 written again), SIGTERM, then released: it stops at the end of that step, saving step 15.
+    # 8 and 12 written again) until SIGTERM arrives: it stops at the end of that step, saving step 15.
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    second = held_run.start({"14": [["touch", str(marks / "at14")], ["wait", str(marks / "go")]]}, command, tmp_path,
+    second = held_run.start({"14": [["touch", str(marks / "at14")], ["wait_signal", "SIGTERM"]]}, command, tmp_path,
                             env=ENV)
     held_run.wait_for(marks / "at14", second)
     second.send_signal(signal.SIGTERM)
-    (marks / "go").touch()
     code, out, err = finish(second)
     assert code == 128 + signal.SIGTERM, err[-3000:]
     assert f"checkpoint {last} is truncated or damaged, not used" in out

@@ -2,7 +2,9 @@
 
 The task reads its trial from `current_trial()`, appends `<pid> <trial number>` to `runs.txt` in its job folder (so a
 folder run twice is visible), reports `steps` intermediate values (100 higher for the trial numbers in `bad_trials`),
-raises for the numbers in `fail_trials`, and returns `(x - 1)^2 + depth / 100` (or `[that, depth]` in mode=multi).
+raises for the numbers in `fail_trials`, holds the first run of those in `hold_trials` until a `release` file appears
+in its folder, holds trials 0..`meet`-1 until all of them have started (they meet), and returns
+`(x - 1)^2 + depth / 100` (or `[that, depth]` in mode=multi).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sleep: 0.0
 bad_trials: []
 fail_trials: []
 hold_trials: []
+meet: 0
 mode: single
 """
 
@@ -52,6 +55,10 @@ def main(cfg):
     if number in cfg.hold_trials and len((out / "runs.txt").read_text().splitlines()) == 1:
         (out / "held").touch()  # its first run waits here until killed: an exact moment for a test's signal
         while not (out / "release").exists():
+            time.sleep(0.02)
+    if number < cfg.meet:  # trials 0..meet-1 wait for each other: they finish only if they ran at the same time
+        (out / "met").touch()
+        while len(list(out.parent.glob("*/met"))) < cfg.meet:
             time.sleep(0.02)
     if number in cfg.fail_trials:
         raise RuntimeError(f"planned failure in trial {number}")

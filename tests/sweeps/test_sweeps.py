@@ -13,6 +13,7 @@ import shlex
 from collections import defaultdict
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -240,11 +241,15 @@ def test_a_command_is_a_sweep_with_m_with_multirun_mode_or_with_a_sweep_file(arg
 
 
 @needs_fashion_mnist
-def test_the_real_app_prunes_a_clearly_bad_trial(tmp_path):
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2"]],
+                         ids=["in-process", "side_by_side"])
+def test_the_real_app_prunes_a_clearly_bad_trial(tmp_path, launcher):
     """The study already holds a perfect trial (0 % validation error at steps 10, 20, 30). The next trial, a real
     Fashion-MNIST job, is far worse at its first evaluation (step 10 of 30: a run shorter than eval_every is evaluated
     at thirds), so the median pruner stops it there: PRUNED in the study, `status: pruned` in its summary.json, no
-    test pass, no traceback. (At CPU-test scale two real trainings differ by noise at step 10, hence the seeded one.)"""
+    test pass, no traceback. (At CPU-test scale two real trainings differ by noise at step 10, hence the seeded one.)
+    Under Hydra's in-process launcher and under side_by_side, where the job runs in a worker process of its own and
+    judges pruning there (the job side of the trial contract)."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
@@ -257,7 +262,7 @@ def test_the_real_app_prunes_a_clearly_bad_trial(tmp_path):
                    "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median",
                    "hydra.sweeper.pruner_args.n_startup_trials=1", "hydra.sweeper.params.depth=choice(8)",
                    "data=fashion_mnist", "data.train_size=256", "data.val_size=256", "trainer.max_steps=30",
-                   "logger=csv", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+                   "logger=csv", f"hydra.sweep.dir={tmp_path / 'sweep'}", *launcher], cwd=tmp_path)
     trials = optuna.load_study(study_name="prune", storage=storage).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
     assert list(trials[1].intermediate_values) == [10] and trials[1].intermediate_values[10] > 50
@@ -265,6 +270,40 @@ def test_the_real_app_prunes_a_clearly_bad_trial(tmp_path):
     assert (summary["status"], summary["pruned_at"], summary["steps"]) == ("pruned", 10, 10)
     assert summary["test_error"] is None and summary["val_error"] > 50
     assert "Trial 1 pruned" in out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    if launcher:
+        assert "Joblib" in out.stdout + out.stderr  # the side_by_side launcher ran the job, not the in-process one
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+@pytest.mark.parametrize("name", sorted(SEARCHES))
+def test_the_searches_shortened_headers_run_end_to_end(tmp_path, name):
+    """The shortened command of each search's header, as written there (and in the README): every trial ends
+    completed or pruned, the study's results are written, and arch_search's Pareto front lists trials that ran."""
+    import yaml
+
+    _, short = header_commands(name)
+    out = run_app([*short, "logger=csv"], cwd=tmp_path)
+    (sweep,) = [p for p in (tmp_path / "multirun" / name).iterdir() if p.is_dir()]
+    trials = sorted((p for p in sweep.iterdir() if (p / "summary.json").exists()), key=lambda p: int(p.name))
+    n_trials = int(next(a for a in short if a.startswith("hydra.sweeper.n_trials=")).split("=")[1])
+    assert [p.name for p in trials] == [str(k) for k in range(n_trials)]
+    summaries = [json.loads((p / "summary.json").read_text()) for p in trials]
+    assert {s["status"] for s in summaries} <= {"completed", "pruned"}, [s["status"] for s in summaries]
+    assert all(s["dataset"] == "fashion_mnist" and s["val_error"] is not None for s in summaries)
+    results = yaml.safe_load((sweep / "optuna_results.yaml").read_text())
+    if name == "arch_search":
+        front = pd.read_csv(sweep / "pareto_front.csv")
+        assert len(front) >= 1 and set(front.columns) >= {"number", "values_0", "values_1"}, front.columns
+        ran = {int(p.name): s for p, s in zip(trials, summaries, strict=True)}
+        for _, row in front.iterrows():  # each member of the front is a trial that ran, with its error and MACs
+            s = ran[int(row["number"])]
+            assert (row["values_0"], row["values_1"]) == (pytest.approx(s["val_error"]), pytest.approx(s["macs"]))
+    else:
+        assert set(results["best_params"]) == {"recipe.lr", "recipe.weight_decay"}
+        best = min((s for s in summaries if s["status"] == "completed"), key=lambda s: s["val_error"])
+        assert results["best_value"] == pytest.approx(best["val_error"])
     assert "Traceback" not in out.stdout + out.stderr
 
 

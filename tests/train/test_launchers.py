@@ -3,10 +3,10 @@ own complete run folder (the way to put k small trials on one GPU; here on the C
 
 from __future__ import annotations
 
-import datetime
 import json
 
 from resablate.app.hardware import usable_cores
+from tests import held_run
 from tests.conftest import run_app
 
 TINY = ["data=synthetic", "data.num_samples=512", "recipe=quick", "logger=csv", "trainer.max_steps=40",
@@ -14,15 +14,19 @@ TINY = ["data=synthetic", "data.num_samples=512", "recipe=quick", "logger=csv", 
 
 
 def test_side_by_side_runs_the_jobs_of_a_sweep_at_the_same_time(tmp_path):
-    out = run_app(["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "depth=8,14", *TINY,
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    """Each job, at the start of its step 5, marks it and waits for the other's mark (tests/held_run.py): the sweep
+    completes only if both were training at once (one after the other, the first would wait in vain)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    plan = {"5": [["touch", str(marks / "job{job}_at5")], ["wait", str(marks / "job0_at5"), str(marks / "job1_at5")]]}
+    proc = held_run.start(plan, ["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "depth=8,14", *TINY,
+                                 f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
     summaries = [json.loads((tmp_path / "sweep" / str(k) / "summary.json").read_text()) for k in (0, 1)]
     assert [(s["status"], s["depth"], s["steps"]) for s in summaries] == [("completed", 8, 40), ("completed", 14, 40)]
-    (start0, end0), (start1, end1) = ((datetime.datetime.fromisoformat(s["started_at"]),
-                                       datetime.datetime.fromisoformat(s["finished_at"])) for s in summaries)
-    # they overlapped (run one after the other, the second starts when the first has ended)
-    assert start0 < end1 and start1 < end0
-    assert "Joblib" in out.stdout + out.stderr  # Hydra's joblib launcher, not the basic one
+    assert sorted(p.name for p in marks.iterdir()) == ["job0_at5", "job1_at5"]
+    assert "Joblib" in out + err  # Hydra's joblib launcher, not the basic one
     # the two share the cores instead of each running one thread per core (trainer.threads=auto)
     share = max(1, usable_cores() // 2)
     assert [(s["threads"], s["threads_requested"]) for s in summaries] == [(share, "auto")] * 2

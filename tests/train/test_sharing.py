@@ -16,20 +16,18 @@ import pytest
 
 from resablate.app.hardware import choose_threads, usable_cores
 from resablate.app.neighbours import Neighbours, _start_time
-from tests.conftest import ROOT
+from tests import held_run
 from tests.held_run import wait_for
 
-HELD = str(ROOT / "tests" / "held_run.py")
 TINY = ["data=synthetic", "data.num_samples=256", "depth=8", "recipe=quick", "recipe.batch_size=16", "logger=csv"]
 CORES = usable_cores()
 needs_two_cores = pytest.mark.skipif(CORES < 2, reason="one usable core: every share is 1 thread")
 
 
 def held(plan: dict, args: list[str], cwd: Path, folder: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_SILENT": "true", "RESABLATE_PROCESSES_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "RESABLATE_PROCESSES_DIR": str(folder)}
     env.pop("OMP_NUM_THREADS", None)
-    return subprocess.Popen([sys.executable, HELD, json.dumps(plan), *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return held_run.start(plan, args, cwd, env=env)
 
 
 def finish(proc: subprocess.Popen) -> str:
