@@ -29,7 +29,43 @@ need() {
     done
 }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Free ports, held until the daemons given them have bound them. `hold_ports N` starts a helper that binds N distinct
+# ports (SO_REUSEADDR, never listening) and writes them to $PORTS; while it holds them the kernel gives them to no
+# other process asking for a free port. Each daemon binds its port beside the helper's socket (slurmctld, slurmd,
+# PostgreSQL and MariaDB set SO_REUSEADDR, which Linux allows beside a socket that does not listen); `release_ports`
+# ends the helper once they listen.
+PORTS=""
+HOLDER=""
+hold_ports() {
+    PORTS="$DIR/.ports.$$"
+    rm -f "$PORTS"
+    python3 - "$1" "$PORTS" >/dev/null 2>&1 <<'PY' &
+import os, socket, sys, time
+count, path = int(sys.argv[1]), sys.argv[2]
+held = []
+for _ in range(count):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    held.append(s)
+with open(path + ".tmp", "w") as f:
+    f.write(" ".join(str(s.getsockname()[1]) for s in held) + "\n")
+os.rename(path + ".tmp", path)
+while os.path.exists(path):
+    time.sleep(0.05)
+PY
+    HOLDER=$!
+    for _ in $(seq 1 200); do [ -f "$PORTS" ] && return 0; kill -0 "$HOLDER" 2>/dev/null || break; sleep 0.05; done
+    echo "local_cluster: could not hold $1 free ports" >&2
+    exit 1
+}
+release_ports() {
+    [ -n "$HOLDER" ] || return 0
+    rm -f "$PORTS"
+    wait "$HOLDER" 2>/dev/null || true
+    HOLDER=""
+}
+trap release_ports EXIT  # a start that fails part way lets its helper go too
 
 write_conf() {
     local ctld="$1" node1="$2" node2="$3" cpus="$4"
@@ -86,17 +122,22 @@ start_slurm() {
         --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munged.seed"
     # One CPU per node where the machine has two or more; the nodes share the machine's cores.
     local cpus=1
-    write_conf "$(free_port)" "$(free_port)" "$(free_port)" "$cpus"
+    hold_ports 3
+    local ports
+    read -r -a ports < "$PORTS"
+    write_conf "${ports[0]}" "${ports[1]}" "${ports[2]}" "$cpus"
     SLURM_CONF="$CONF" slurmctld -f "$CONF"
     SLURM_CONF="$CONF" slurmd -f "$CONF" -N n1
     SLURM_CONF="$CONF" slurmd -f "$CONF" -N n2
     for _ in $(seq 1 120); do
         if [ "$(SLURM_CONF="$CONF" sinfo -h -N -o '%N %t' 2>/dev/null | grep -c ' idle')" = 2 ]; then
+            release_ports  # slurmctld and both slurmd listen on theirs
             echo "local_cluster: nodes n1 n2 idle ($DIR); export SLURM_CONF=$CONF"
             return 0
         fi
         sleep 0.5
     done
+    release_ports
     echo "local_cluster: the nodes did not come up within 60 s; logs in $DIR" >&2
     SLURM_CONF="$CONF" sinfo -N >&2 || true
     stop
@@ -148,13 +189,16 @@ start_postgres() {
     as_postgres "$initdb" -D "$PG/data" -U resablate --pwfile="$PG/pw" -A scram-sha-256 --no-sync >"$PG/initdb.log" 2>&1 \
         || { cat "$PG/initdb.log" >&2; rm -rf "$PG"; exit 1; }
     rm -f "$PG/pw"
-    port="$(free_port)"
+    hold_ports 1
+    port="$(cat "$PORTS")"
     if ! as_postgres "$pg_ctl" -D "$PG/data" -w -t 60 -l "$PG/log" \
             -o "-c listen_addresses=127.0.0.1 -p $port -k $PG -c fsync=off" start >/dev/null; then
+        release_ports
         echo "local_cluster: PostgreSQL did not start; its log: $PG/log" >&2
         cat "$PG/log" >&2 || true
         exit 1
     fi
+    release_ports  # pg_ctl -w returns once the server accepts connections
     PGPASSWORD="$password" "$(pg_bin createdb)" -h 127.0.0.1 -p "$port" -U resablate optuna
     (umask 077; printf 'postgresql://resablate:%s@127.0.0.1:%s/optuna\n' "$password" "$port" > "$PG/url")
     echo "local_cluster: PostgreSQL on 127.0.0.1:$port, database optuna; its URL: $PG/url"
@@ -176,7 +220,8 @@ start_mysql() {
     [ "$(id -u)" = 0 ] && chown "$user" "$MY"
     mariadb-install-db --no-defaults --user="$user" --datadir="$MY/data" --auth-root-authentication-method=socket \
         --skip-test-db >"$MY/install.log" 2>&1 || { cat "$MY/install.log" >&2; rm -rf "$MY"; exit 1; }
-    port="$(free_port)"
+    hold_ports 1
+    port="$(cat "$PORTS")"
     mariadbd --no-defaults --user="$user" --datadir="$MY/data" --socket="$MY/mysqld.sock" --port="$port" \
         --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$MY/mysqld.pid" --log-error="$MY/log" \
         --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=64M </dev/null >/dev/null 2>&1 &
@@ -187,6 +232,7 @@ start_mysql() {
         mariadb --no-defaults -S "$MY/mysqld.sock" -u "$as" -e "SELECT 1" >/dev/null 2>&1 && break
         sleep 0.5
     done
+    release_ports  # it answered on its socket, so it has bound its port too
     password="${RESABLATE_MYSQL_PASSWORD:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 24)}"
     if ! mariadb --no-defaults -S "$MY/mysqld.sock" -u "$as" -e "CREATE USER 'resablate'@'127.0.0.1' IDENTIFIED BY
             '$password'; GRANT ALL PRIVILEGES ON *.* TO 'resablate'@'127.0.0.1'; CREATE DATABASE optuna;"; then

@@ -45,9 +45,14 @@ def test_the_optimizer_by_name_or_target(spec, cls):
 
 
 def test_a_run_with_another_optimizer_and_gradient_clipping(tmp_path):
+    """The run trained with AdamW (its checkpoint holds AdamW's moment estimates and betas, which SGD has not)."""
     run_app([*TINY, "recipe.optimizer=adamw", "recipe.lr=0.001", "+trainer.gradient_clip_val=1.0",
              f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
+    (optimizer,) = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["optimizer_states"]
+    (group,) = optimizer["param_groups"]
+    assert group["betas"] == (0.9, 0.999)
+    assert {"exp_avg", "exp_avg_sq"} <= set(optimizer["state"][0])
 
 
 def test_a_bad_optimizer_is_refused_before_training(tmp_path):

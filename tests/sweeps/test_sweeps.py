@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from resablate.app.cli import sweeper_params
 from resablate.builder import to_container
 from resablate.models import count_params
 from tests.conftest import compose_app as compose
@@ -164,7 +165,7 @@ def test_searches_compose_for_every_choice(name):
     for value in values:
         cfg = compose([*full, *space.overrides(value)])
         assert build(cfg) > 0
-    short_cfg = compose(short, return_hydra_config=True)
+    short_cfg = compose(sweeper_params(short), return_hydra_config=True)  # as the command line gives them to Hydra
     assert short_cfg.data._target_ == "resablate.data.FashionMNISTData" and short_cfg.hydra.sweeper.n_trials <= 4
 
 
