@@ -62,7 +62,6 @@ def hold(module_class: type, plan: dict[str, list[list[str]]]) -> None:
 
 def _job_number() -> int | None:
     from hydra.core.hydra_config import HydraConfig
-
     from omegaconf import OmegaConf
 
     number = OmegaConf.select(HydraConfig.get(), "job.num", default=None) if HydraConfig.initialized() else None

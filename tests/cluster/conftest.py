@@ -1,7 +1,7 @@
 """A real two-node SLURM cluster and a PostgreSQL server for the `cluster` tests: scripts/local_cluster.sh starts
 munge, slurmctld, two slurmd (n1, n2) and PostgreSQL in a scratch folder, and stops exactly those when the tests of
-this package are done. Skipped where slurm-wlm and munge are not installed or the tests do not run as root (.ci/run installs them,
-and postgresql, and runs as root)."""
+this package are done. Skipped where slurm-wlm and munge are not installed or the tests do not run as root (.ci/run
+installs them, and postgresql, and runs as root)."""
 
 from __future__ import annotations
 
