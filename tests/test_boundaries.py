@@ -1,6 +1,7 @@
-"""The walls of ../shared/DESIGN.md, each held by a test: by import (a fresh interpreter imports a module and we look at
-what else it pulled in) and by the project's own import statements (every `import` and `from ... import` in its files,
-function-local ones included, so that a lazy import cannot hide a crossing or a cycle)."""
+"""The walls between resablate's parts (the README's "Where things live"), each held by a test: by import (a fresh
+interpreter imports a module and we look at what else it pulled in) and by the project's own import statements (every
+`import` and `from ... import` in its files, function-local ones included, so that a lazy import cannot hide a crossing
+or a cycle)."""
 
 from __future__ import annotations
 
