@@ -11,7 +11,7 @@ A plan is JSON: {"<step>": [[action, arg, ...], ...]}, done at the start of trai
 `{job}` in an argument is replaced by that number, `{pid}` by the process id (one per rank).
 A wait gives up after 10 minutes (a safety net for a broken test, never a measurement): the run then fails.
 
-`env(plan)` is an environment in which every Python process that imports resablate's training module holds as
+`held_env(plan)` is an environment in which every Python process that imports resablate's training module holds as
 planned (tests/hold/sitecustomize.py installs it): a process started here, a worker of the side_by_side launcher, a
 SLURM job that inherits the environment. `start(plan, args, cwd)` runs `python -m resablate ARGS` in it.
 """
@@ -101,7 +101,7 @@ def _done(action: str, paths: list[str]) -> bool:
     raise ValueError(f"held_run: unknown action {action!r}")
 
 
-def env(plan: dict, base: dict | None = None) -> dict:
+def held_env(plan: dict, base: dict | None = None) -> dict:
     """`base` (default: this environment) with the plan, resablate and tests/hold on the path, W&B quiet."""
     full = dict(os.environ if base is None else base)
     full[PLAN_ENV] = json.dumps(plan)
@@ -112,7 +112,7 @@ def env(plan: dict, base: dict | None = None) -> dict:
 
 def start(plan: dict, args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
     """`python -m resablate ARGS` holding as planned, as a subprocess (text pipes), in `env` (default: this one)."""
-    return subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=cwd, env=globals()["env"](plan, env),
+    return subprocess.Popen([sys.executable, "-m", "resablate", *args], cwd=cwd, env=held_env(plan, env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

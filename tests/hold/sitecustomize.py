@@ -1,4 +1,4 @@
-"""Loaded by every Python process whose PYTHONPATH starts with this folder (tests/held_run.py `env`): when
+"""Loaded by every Python process whose PYTHONPATH starts with this folder (tests/held_run.py `held_env`): when
 RESABLATE_TEST_HOLD holds a plan, resablate's training module is wrapped as it is imported, so that the process holds
 at the steps the plan names. Without the variable nothing is imported and nothing changes."""
 
