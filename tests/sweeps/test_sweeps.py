@@ -280,7 +280,7 @@ def test_the_real_app_prunes_a_clearly_bad_trial(tmp_path, launcher):
 @needs_fashion_mnist
 @pytest.mark.parametrize("name", sorted(SEARCHES))
 def test_the_searches_shortened_headers_run_end_to_end(tmp_path, name):
-    """The shortened command of each search's header, as written there (and in the README): every trial ends
+    """The shortened command of each search's header, as written there: every trial ends
     completed or pruned, the study's results are written, and arch_search's Pareto front lists trials that ran."""
     import yaml
 
