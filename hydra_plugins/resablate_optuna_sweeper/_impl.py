@@ -9,8 +9,10 @@ TPE sample the excluded end of `range(a, b)`. Here:
   lock (_storage.py), so re-running a command runs only what is missing and workers started together, on one machine
   or several, never overshoot. Other server databases have no such lock: each extra worker started at the same moment
   may overshoot by up to n_jobs - 1 trials.
-- Each trial is one Hydra job in `<sweep dir>/<trial number>`, told where its trial lives through
-  `hydra.job.env_set.RESABLATE_OPTUNA_TRIAL` (see trial.py), so jobs prune themselves under any launcher.
+- Each trial is one Hydra job in `<sweep dir>/<trial number>`, told where its trial lives through the environment
+  variable RESABLATE_OPTUNA_TRIAL (see trial.py), so jobs prune themselves under any launcher. The sweeper passes the
+  description as `hydra.sweeper.trial=<json>` and the config hydra/sweeper/job_env sets the variable from it in
+  `hydra.job.env_set`: a launch line, which leaves out `hydra.` overrides, shows only the job's own overrides.
 - A trial left RUNNING by a dead worker (killed sweep) is taken over by the next run: same number, parameters,
   overrides and folder. A worker marks its trials with its machine and process (and a heartbeat every
   `heartbeat_interval` s): on the same machine a trial is stale when its process is gone; from another machine when
@@ -73,7 +75,7 @@ from ._space import (
 )
 from ._storage import _redact, _scrub, cannot_open, open_storage, resolve_storage, storage_lock
 from .config import OptunaSweeperError
-from .trial import ENV_VAR, storage_for_jobs, trial_env
+from .trial import storage_for_jobs, trial_env
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ class OptunaSweeperImpl:
         search_space: Mapping[str, Any] | None = None,
         experiment_sequence: str | None = None,
         defaults: Any = None,  # the config's defaults list (hydra/sweeper/sampler, pruner), already applied
+        trial: str = "",  # a job's own trial description (set per job by _launch); the sweep's is empty
     ) -> None:
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.n_trials = n_trials
@@ -142,7 +145,7 @@ class OptunaSweeperImpl:
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
         self._task_overrides: list[str] | None = None
-        self._job_idx = 0
+        self._job_nums: set[int] = set()  # Hydra job numbers given in this sweep run (_job_numbers)
 
     # ---------------------------------------------------------------------------------------------------- setup
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -424,14 +427,28 @@ class OptunaSweeperImpl:
             [
                 *job.overrides,
                 "hydra.sweep.subdir=" + QuotedString(text=self._subdir(job.number), quote=Quote.single).with_quotes(),
-                f"++hydra.job.env_set.{ENV_VAR}=" + QuotedString(text=self._env(job), quote=Quote.single).with_quotes(),
+                # hydra/sweeper/job_env sets the job's RESABLATE_OPTUNA_TRIAL from this key: a `hydra.` override,
+                # which launchers leave out of the lines they print (a job's line shows its own overrides only)
+                "hydra.sweeper.trial=" + QuotedString(text=self._env(job), quote=Quote.single).with_quotes(),
             ]
             for job in batch
         ]
         self._heartbeat.add(job.trial_id for job in batch)
-        results = self.launcher.launch(jobs, initial_job_idx=self._job_idx)
-        self._job_idx += len(batch)
+        results = self.launcher.launch(jobs, initial_job_idx=self._job_numbers(batch))
         return results
+
+    def _job_numbers(self, batch: list[_Job]) -> int:
+        """The first Hydra job number of the batch (the launcher numbers the rest in order): the first trial's number,
+        so that a launch line's `#N` and `hydra.job.num` are the trial's. A batch whose trial numbers do not follow
+        each other (a trial taken over beside new ones), or that would reuse a job number of this sweep run, gets the
+        next unused numbers instead, and a line says which trial each job runs."""
+        numbers = [job.number for job in batch]
+        first = numbers[0]
+        if numbers != list(range(first, first + len(batch))) or self._job_nums & set(numbers):
+            first = max(self._job_nums | set(numbers)) + 1
+            log.info("Optuna sweeper: %s", ", ".join(f"job #{first + i} runs trial {n}" for i, n in enumerate(numbers)))
+        self._job_nums.update(range(first, first + len(batch)))
+        return first
 
     def _subdir(self, number: int) -> str:
         """The trial's folder under the sweep folder: `hydra.sweep.subdir` with the trial number for

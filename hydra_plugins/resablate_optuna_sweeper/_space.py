@@ -63,17 +63,22 @@ class Param:
 class SearchSpace:
     params: dict[str, Param] = field(default_factory=dict)
     fixed: list[str] = field(default_factory=list)  # plain overrides, passed as written to every job
+    order: list[str] = field(default_factory=list)  # every key, fixed or swept, in the order the overrides gave them
 
     @property
     def distributions(self) -> dict[str, BaseDistribution]:
         return {name: p.distribution for name, p in self.params.items()}
 
     def overrides(self, values: Mapping[str, Any]) -> list[str]:
-        """The task overrides of one job: the fixed ones, then one per swept key."""
+        """The task overrides of one job, one per key, in the order the sweep's params and command line gave them (as
+        Hydra's basic sweeper keeps it: a job's `hydra.overrides.task` and `override_dirname` read the same)."""
         missing = sorted(set(self.params) - set(values))
         if missing:
             raise OptunaSweeperError(f"trial has no value for sweep parameter(s) {missing}")
-        return [*self.fixed, *(p.override(values[name]) for name, p in self.params.items())]
+        swept = {name: p.override(values[name]) for name, p in self.params.items()}
+        fixed = iter(self.fixed)
+        ordered = [swept.pop(name) if name in self.params else next(fixed) for name in self.order]
+        return [*ordered, *fixed, *swept.values()]  # keys outside `order` (a space built by hand) last
 
 
 def format_number(value: Any) -> str:
@@ -101,6 +106,7 @@ def parse_search_space(lines: Sequence[str], config_loader: Any = None) -> Searc
 
     space = SearchSpace()
     for name, override in merged.items():
+        space.order.append(name)
         if not override.is_sweep_override():
             assert override.input_line is not None
             space.fixed.append(override.input_line)

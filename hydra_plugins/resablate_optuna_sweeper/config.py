@@ -14,6 +14,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from omegaconf import MISSING
 
+from .trial import ENV_VAR
+
 
 class OptunaSweeperError(CompactHydraException):
     """A sweep that cannot start (bad config) or must stop (too many failures); Hydra prints only its message."""
@@ -122,7 +124,9 @@ PRUNER_NODES = {"none": PrunerConf(), "nop": PrunerConf(), "median": MedianPrune
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.resablate_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     _recursive_: bool = False  # the sampler and pruner nodes reach the sweeper as nodes: it builds them (seeds, grid)
-    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"},
+                                                         {"job_env@_global_.hydra.job.env_set": "trial"}])
+    trial: str = ""  # set by the sweeper for each job: its trial's description (trial.py); "" in the sweep itself
 
     # key -> override grammar: choice(a,b), range(a,b[,step]) (b excluded), interval(a,b), tag(log, interval(a,b)),
     # or a plain value (fixed). Command-line sweeps (key=a,b or key=choice(a,b)) join these and win on the same key.
@@ -152,6 +156,10 @@ class OptunaSweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="resablate")
+# A job's RESABLATE_OPTUNA_TRIAL comes from its `hydra.sweeper.trial` (a `hydra.` key, left out of launch lines, where
+# an added `++hydra.job.env_set.X=<json>` would print the whole description on every job's line).
+ConfigStore.instance().store(group="hydra/sweeper/job_env", name="trial", provider="resablate",
+                             node={ENV_VAR: "${hydra.sweeper.trial}"})
 # Stored untyped (asdict): a YAML of our own form (`sampler: tpe`) then still merges a name over the default node.
 for _name, _node in SAMPLER_NODES.items():
     ConfigStore.instance().store(group="hydra/sweeper/sampler", name=_name, node=asdict(_node), provider="resablate")

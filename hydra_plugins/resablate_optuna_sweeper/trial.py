@@ -1,9 +1,10 @@
 """Job side of the Optuna sweeper: the trial a job runs, to report intermediate values and ask whether to stop.
 
-The sweeper launches each trial as one Hydra job with `hydra.job.env_set.RESABLATE_OPTUNA_TRIAL=<json>`; Hydra sets that
-variable inside the job under every launcher (basic, submitit local, SLURM), so the job finds its trial wherever it
-runs. The json holds the storage spec (`env:RESABLATE_OPTUNA_STORAGE` for a URL with a password: see STORAGE_ENV),
-study_name, trial_id, trial number, the pruner spec and the number of objectives.
+The sweeper launches each trial as one Hydra job with `hydra.sweeper.trial=<json>`, which `hydra.job.env_set` turns into
+the variable RESABLATE_OPTUNA_TRIAL (config.py, hydra/sweeper/job_env); Hydra sets it inside the job under every
+launcher (basic, submitit local, SLURM), so the job finds its trial wherever it runs. The json holds the storage spec
+(`env:RESABLATE_OPTUNA_STORAGE` for a URL with a password: see STORAGE_ENV), study_name, trial_id, trial number, the
+pruner spec and the number of objectives.
 A job opens the study from the storage in its own process and reports to its trial, so pruning works the same
 in-process and on a cluster node (hydra-optuna-sweeper cannot prune at all).
 

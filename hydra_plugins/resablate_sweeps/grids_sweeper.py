@@ -17,8 +17,9 @@ basic sweeper: `python -m resablate +sweep=table6 seed=0 depth=20` keeps one job
 Job folders: `<sweep dir>/<the job's params, grid and command-line-swept overrides>` (resablate's run-folder naming),
 not `<sweep dir>/<job number>`. Numbers depend on the order of the whole sweep, so editing a sweep file (one more
 depth, one more seed) would send a job to the folder of another run, which `resume=auto` would then skip as
-completed; a name made of the job's own overrides always finds its own run. Without `grids` this is the basic sweeper
-with named folders.
+completed; a name made of the job's own overrides always finds its own run. A `hydra.sweep.subdir` of your own (in a
+config or on the command line, anything but Hydra's default `${hydra.job.num}`) is honoured as it is. Without `grids`
+this is the basic sweeper with named folders.
 """
 
 # No `from __future__ import annotations` here: Hydra's plugin scan executes this module before it is in sys.modules,
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
 MAX_NAME = 120
+NUMBERED = "${hydra.job.num}"  # Hydra's default hydra.sweep.subdir: replaced by the job's name
 
 
 def folder_name(overrides: Sequence[str]) -> str:
@@ -101,10 +103,15 @@ class GridsSweeper(sweeper.Sweeper):
         )
 
     def jobs(self, arguments: Sequence[str]) -> list[list[str]]:
-        """Every distinct job of the union, in order: its task overrides, then `hydra.sweep.subdir=<its name>`."""
+        """Every distinct job of the union, in order: its task overrides, then `hydra.sweep.subdir=<its name>` unless
+        the sweep names its folders itself."""
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra.core.override_parser.types import Quote, QuotedString
+        from omegaconf import OmegaConf
 
+        own_subdir = False
+        if self.config is not None:
+            own_subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir") != NUMBERED
         loader = self.hydra_context.config_loader if self.hydra_context is not None else None  # glob() needs it
         parser = OverridesParser.create(config_loader=loader)
         given = parser.parse_overrides(list(arguments))
@@ -123,6 +130,9 @@ class GridsSweeper(sweeper.Sweeper):
                     if key in seen:
                         continue
                     seen.add(key)
+                    if own_subdir:
+                        jobs.append(list(job))
+                        continue
                     folder = folder_name([o for o in job if o.split("=", 1)[0] in named])
                     subdir = QuotedString(text=folder, quote=Quote.single).with_quotes()
                     jobs.append([*job, f"hydra.sweep.subdir={subdir}"])
@@ -148,7 +158,9 @@ class GridsSweeper(sweeper.Sweeper):
             results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
             for job, result in zip(batch, results, strict=True):
                 if result.status == JobStatus.FAILED:  # the other jobs go on; all failures are listed at the end
-                    error, folder = result._return_value, job[-1].split("=", 1)[1].strip("'")
+                    error = result._return_value
+                    folder = job[-1].split("=", 1)[1].strip("'") if job and job[-1].startswith("hydra.sweep.subdir=") \
+                        else str(getattr(result, "working_dir", None) or ",".join(job))
                     failed.append(f"{folder}: {type(error).__name__}: {error}")
                     log.error("grids sweeper: job %s failed: %s: %s", folder, type(error).__name__, error)
             initial_job_idx += len(batch)

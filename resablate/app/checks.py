@@ -425,12 +425,21 @@ class SweepCheck(Callback):
             searched = search_extremes(params, jobs[0]) if "direction" in config.hydra.sweeper else []
         except (HydraException, ValueError):
             return  # Hydra reports a bad sweep itself
-        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
-        if basic and len(jobs) > 1 and "${" not in str(subdir):
-            refuse(f"hydra.sweep.subdir={subdir} is one folder for all {len(jobs)} jobs of the sweep: each needs its "
-                   "own (the default is ${hydra.job.num}); no job was started")
         grids = config.hydra.sweeper.get("grids")
         grids = OmegaConf.to_container(grids, resolve=False) if isinstance(grids, DictConfig) else {}
+        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+        n_jobs = len(jobs) if basic else 1
+        if "${" not in str(subdir) and str(config.hydra.sweeper.get("_target_", "")).endswith("GridsSweeper"):
+            try:  # the grids sweeper honours a subdir of one's own: count its jobs (the union of its grids' products)
+                n_jobs = len({tuple(sorted(job)) for grid in (grids or {"": {}}).values()
+                              for batch in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(
+                                  [*(f"{k}={v}" for k, v in {**params, **(grid or {})}.items()), *task]), None)
+                              for job in batch})
+            except (HydraException, ValueError):
+                return  # Hydra reports a bad sweep itself
+        if n_jobs > 1 and "${" not in str(subdir):
+            refuse(f"hydra.sweep.subdir={subdir} is one folder for all {n_jobs} jobs of the sweep: each needs its "
+                   "own (the default is ${hydra.job.num}); no job was started")
         swept = [*params, *(k for grid in grids.values() for k in (grid or {}))]
         check_slurm(config.hydra.launcher)
         if "joblib" in str(config.hydra.launcher.get("_target_", "")).lower() and config.hydra.launcher.get(

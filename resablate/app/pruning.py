@@ -2,7 +2,8 @@
 
 The contract with `hydra/sweeper=optuna` (hydra_plugins/resablate_optuna_sweeper), which imports nothing of resablate,
 as training imports nothing of it: the sweeper launches each trial as a Hydra job with the environment variable
-`RESABLATE_OPTUNA_TRIAL` set (`hydra.job.env_set`, so under every launcher) to a JSON object:
+`RESABLATE_OPTUNA_TRIAL` set (by `hydra.job.env_set`, from the override `hydra.sweeper.trial=<json>`, so under every
+launcher) to a JSON object:
 
     {"storage": "sqlite:////abs/optuna.db" | "journal:/abs/file.log" | any SQLAlchemy URL
                 | "env:RESABLATE_OPTUNA_STORAGE" (a URL with a password, held in that variable, never in the json),

@@ -172,6 +172,8 @@ CASES = [
     (["-m", "depth=8,35"], "resablate: error: job 1 of the sweep (", 2),
     (["-m", "seed=1,2", "hydra.sweep.subdir=same"],
      "resablate: error: hydra.sweep.subdir=same is one folder for all 2 jobs of the sweep", 2),
+    (["-m", "hydra/sweeper=grids", "seed=1,2", "depth=8,14", "hydra.sweep.subdir=same"],
+     "resablate: error: hydra.sweep.subdir=same is one folder for all 4 jobs of the sweep", 2),
     (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.params.depth=choice(8,14)",
       "objective=[val_error,macs]"], "resablate: error: the sweep: objective=['val_error', 'macs'] gives 2 values "
      "per job, but hydra.sweeper.direction=minimize names 1", 2),

@@ -120,3 +120,13 @@ def test_dotted_keys_under_sweeper_params_on_the_command_line_search_those_keys(
         ran = OmegaConf.load(Path(trial.user_attrs["run_dir"]) / ".hydra" / "config.yaml")
         assert (ran.recipe.lr, ran.shortcut.gate_bias, ran.seed) == (
             trial.params["recipe.lr"], trial.params["shortcut.gate_bias"], trial.params["seed"])
+
+
+def test_a_jobs_overrides_keep_the_order_they_were_given_in():
+    """Fixed and swept keys interleaved as the params block and the command line gave them (Hydra's basic sweeper
+    keeps that order; it is the job's `hydra.overrides.task` and its `override_dirname`), a later line for a key
+    taking its place at the end."""
+    space = parse_search_space(["db=mysql,postgresql", "db.user=someone", "lr=interval(0.1,0.2)", "seed=3",
+                                "db.user=other"])
+    assert space.overrides({"db": "postgresql", "lr": 0.125}) == ["db=postgresql", "lr=0.125", "seed=3",
+                                                                  "db.user=other"]

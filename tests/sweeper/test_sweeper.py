@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 
 import optuna
@@ -74,6 +75,11 @@ def test_a_killed_sweep_is_completed_by_rerunning_it(sweep_app):
 
     rerun = sweep_app.run(*args)  # the same command: the same study
     assert "Taking over trial 2" in rerun.stdout + rerun.stderr
+    # Each launch line names its trial by number and shows the job's own overrides, not the trial's description.
+    launches = re.findall(r"#(\d+) : (.*)", rerun.stdout + rerun.stderr)
+    assert [int(number) for number, _ in launches] == [2, 3, 4, 5], launches
+    own = r"x=[0-9.e-]+ depth=(8|14) hold_trials=\[2\]"
+    assert all(re.fullmatch(own, line.strip()) for _, line in launches), launches
     study = sweep_app.study()
     assert states(study) == ["COMPLETE"] * 6
     assert sweep_app.job_dirs() == list(range(6))
