@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from omegaconf import MISSING
 
-from .trial import ENV_VAR
+ENV_VAR = "RESABLATE_OPTUNA_TRIAL"  # a job's trial description (trial.py); set from hydra.sweeper.trial (below)
 
 
 class OptunaSweeperError(CompactHydraException):

@@ -28,7 +28,8 @@ import logging
 import os
 from typing import Any
 
-ENV_VAR = "RESABLATE_OPTUNA_TRIAL"
+from .config import ENV_VAR
+
 # A storage URL with a password never travels in the trial's json (Hydra prints a job's overrides and saves them in
 # its folder): the json says `env:RESABLATE_OPTUNA_STORAGE` and the sweeper's process holds the URL in that variable,
 # which every launcher hands down to its jobs.

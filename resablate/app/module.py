@@ -79,6 +79,7 @@ class ResNetModule(pl.LightningModule):
         self.top5 = top5
         self.warmup_done = not warmup
         self.diverged_at: int | None = None
+        self.evaluated_at: int | None = None  # the step of the last evaluation during training
         self.last_train: dict[str, float] = {}
         self._window = torch.zeros(3)  # loss sum, wrong count, samples over the current logging window
         self._eval: dict[int, torch.Tensor] = {}
@@ -190,6 +191,8 @@ class ResNetModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval(self.eval_names)
+        if not self.trainer.sanity_checking:
+            self.evaluated_at = self.global_step
 
     def on_test_epoch_end(self) -> None:
         self._log_eval(("test",))

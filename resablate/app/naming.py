@@ -35,13 +35,50 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any], limit: int = 3) ->
     return "; ".join(shown) + more if shown else "the same keys, another version of resablate"
 
 
+def aliases() -> dict[str, dict[str, str]]:
+    """{group: {alias: option}} for the options of `conf/` that are another option under a second name: a file whose
+    only content is the defaults list `[<option>, _self_]` (`shortcut=A` is R1's name for `shortcut=zero_pad`)."""
+    if _ALIASES is None:
+        from resablate.paths import CONF_DIR
+
+        found: dict[str, dict[str, str]] = {}
+        for path in sorted(CONF_DIR.glob("*/*.yaml")):
+            group, option = path.parent.name, path.stem
+            node = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+            defaults = list(node.get("defaults", [])) if isinstance(node, DictConfig) else []
+            if list(node.keys()) == ["defaults"] and len(defaults) == 2 and defaults[1] == "_self_" \
+                    and isinstance(defaults[0], str) and (CONF_DIR / group / f"{defaults[0]}.yaml").is_file():
+                found.setdefault(group, {})[option] = defaults[0]
+        globals()["_ALIASES"] = found
+    return _ALIASES  # type: ignore[return-value]
+
+
+_ALIASES: dict[str, dict[str, str]] | None = None
+
+
+def canonical(overrides: list[str] | ListConfig) -> list[str]:
+    """The overrides with each alias of a group option replaced by the option it names (`shortcut=A` ->
+    `shortcut=zero_pad`, also in a list `shortcut=A,B`), so that one run has one folder and one W&B name however its
+    options were spelt."""
+    table = aliases()
+    out = []
+    for line in (str(o) for o in overrides):
+        key, sep, value = line.partition("=")
+        group = table.get(key.lstrip("+~"))
+        if sep and group and re.fullmatch(r"[\w.-]+(,[\w.-]+)*", value):
+            line = f"{key}=" + ",".join(group.get(v, v) for v in value.split(","))
+        out.append(line)
+    return out
+
+
 def name_from_overrides(overrides: list[str] | ListConfig, sweeps_in_order: bool = False) -> str:
-    """A folder name from overrides: sorted, joined by ',', '/' made safe; long names end in a hash of the whole.
+    """A folder name from overrides (aliases made canonical): sorted, joined by ',', '/' made safe; long names end in a
+    hash of the whole.
 
     With `sweeps_in_order` (a sweep folder) the sweep lists keep their order, after the rest: Hydra numbers the jobs
     in that order (of each key's first place on the command line), so `seed=1,2 depth=20,56` and `depth=20,56
     seed=1,2` (or `seed=2,1`) number them differently and must not share job folders."""
-    kept = [str(o) for o in overrides if str(o).split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME]
+    kept = [o for o in canonical(overrides) if o.split("=", 1)[0].lstrip("+~") not in NOT_IN_NAME]
     keys = [o.split("=", 1)[0].lstrip("+~") for o in kept]
     sweeps = [o for o in kept if sweeps_in_order and _is_sweep(o)]
     # Hydra's order: a key's first place on the command line (`depth=8 ... depth=8,14` sweeps depth there)

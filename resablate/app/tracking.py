@@ -19,7 +19,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from resablate import log as logs
-from resablate.app import compat
+from resablate.app import compat, naming
 from resablate.builder import ConfigError, to_container
 from resablate.records import RunFolder
 
@@ -105,8 +105,8 @@ def _run_logger() -> type:
 
     Lightning hands training metrics to loggers with a step one behind the iterations done (its counter has not yet
     moved when they are logged) and validation metrics with its own count; `trainer.global_step`, read when they
-    arrive, is right for both (as MetricsLogger, app/trainer.py, does). The final test measures the test set again at
-    the last step, after the last evaluation did: its numbers are the same and are not logged a second time."""
+    arrive, is right for both (as MetricsLogger, app/trainer.py, does). A final test at the step of an evaluation (10-crop
+    or multi-scale testing after one at the last step) logs under the same names and step: each is logged once."""
     from pytorch_lightning.loggers import WandbLogger
     from pytorch_lightning.utilities import rank_zero_only
 
@@ -151,7 +151,7 @@ def wandb_logger(
         project=cfg.logger.wandb.project,
         entity=cfg.logger.wandb.entity,
         group=group,
-        name=" ".join(overrides) or "defaults",
+        name=" ".join(naming.canonical(overrides)) or "defaults",
         tags=[
             f"depth-{arch['depth']}",
             f"shortcut-{arch['shortcut']}",

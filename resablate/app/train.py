@@ -220,7 +220,12 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
         elif reporter is not None and reporter.pruned_at is not None:
             status, summary["pruned_at"] = "pruned", reporter.pruned_at
         else:
-            trainer.test(module, datamodule=dm, verbose=False)
+            if module.evaluated_at == trainer.global_step and dm.test_repeats_evaluation():
+                # the evaluation at the last step measured the test set with these weights: it is the final test
+                if trainer.is_global_zero:
+                    log.info(f"final test: the test error measured at step {trainer.global_step:,}")
+            else:
+                trainer.test(module, datamodule=dm, verbose=False)
             status = "completed"
             record_rank(run.path, trainer, module, cfg)
     except (StopForSignal, SIGTERMException):  # the latter: SIGTERM before training or in the test (Lightning's)

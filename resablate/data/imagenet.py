@@ -254,6 +254,11 @@ class ImageNetData(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._val, "eval_batch_size", self.eval_batch_size, train=False)
 
+    def test_repeats_evaluation(self) -> bool:
+        """Whether the test pass measures what an evaluation during training measures: with the centre crop, yes (the
+        validation set is the test set); 10-crop and multi-scale testing are passes of their own."""
+        return self.test_scales is None and self.test_crops == 1
+
     def test_dataloader(self) -> DataLoader:
         if self.test_scales is None and self.test_crops == 1:
             return self.val_dataloader()

@@ -109,7 +109,8 @@ def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster
     """Two sweeps submitted as SLURM jobs and one started here, on one PostgreSQL study of n_trials=8: exactly 8
     trials, each in its own folder; the local worker is SIGKILLed in the middle of a trial (held at the start of its
     first trial's step 10, after the checkpoint of step 10: tests/held_run.py), which another worker takes over (same
-    machine: the dead owner's pid tells) and completes in the same folder."""
+    machine: the dead owner's pid tells) and completes in the same folder. The SLURM workers hold their first trials
+    at step 5 until the local worker is at its step 10: however slowly it starts, it gets a trial."""
     import optuna
 
     from tests.servers import create_database
@@ -123,12 +124,12 @@ def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster
     env.pop("WANDB_API_KEY", None)
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "resablate", *args])
     jobs = []
+    held = tmp_path / "local_at10"
     for node in ("n1", "n2"):
         out = subprocess.run(["sbatch", "--parsable", "-w", node, "-o", str(tmp_path / f"{node}.out"),
-                              f"--chdir={tmp_path}", f"--wrap={command}"], env=env, capture_output=True,
-                             text=True, check=True).stdout
+                              f"--chdir={tmp_path}", f"--wrap={command}"], env=held_run.held_env(
+                                  {"5": [["wait", str(held)]]}, env), capture_output=True, text=True, check=True).stdout
         jobs.append(out.strip().split(";")[0])
-    held = tmp_path / "local_at10"
     local = held_run.start({"10": [["touch", str(held)], ["wait", str(tmp_path / "never")]]}, args, tmp_path, env=env)
     held_run.wait_for(held, local)
     (summary,) = optuna.get_all_study_summaries(url)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from resablate.app import naming
 from resablate.records import RunFolder
 from tests.robustness.conftest import TINY, start
 
@@ -83,3 +84,26 @@ def test_only_rank_zero_writes_the_summary(tmp_path):
     _finish(job, SimpleNamespace(global_rank=1), None, None, summary, "completed", 1.0, None, None)
     assert summary == {"status": "completed"}  # a rank > 0 returns its objective from it, and writes nothing
     assert not any(tmp_path.iterdir())
+
+
+def test_an_option_and_its_alias_name_one_run(in_process, tmp_path):
+    """`shortcut=A` is R1's name for `shortcut=zero_pad` (conf/shortcut/A.yaml): the same network, so the same run
+    folder (the second spelling finds the first's run completed) and the same W&B name; a sweep over `A,B` is named
+    like one over `zero_pad,projection`."""
+    code, out, err = in_process([*TINY, "trainer.max_steps=2", "shortcut=A"])
+    assert code == 0, err[-2000:]
+    code, out, err = in_process([*TINY, "trainer.max_steps=2", "shortcut=zero_pad"])
+    assert code == 0, err[-2000:]
+    assert "already completed, nothing to do" in out
+    (run,) = (tmp_path / "outputs").iterdir()
+    assert "shortcut=zero_pad" in run.name.split(","), run.name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["shortcut"] == "zero_pad"
+    # the W&B run's name is the job's overrides, spelt the same way (resablate/app/tracking.py)
+    assert naming.canonical(["depth=8", "+shortcut=C", "shortcut=A,B"]) == [
+        "depth=8", "+shortcut=projection_all", "shortcut=zero_pad,projection"]
+    for shortcuts in ("A,B", "zero_pad,projection"):
+        code, out, err = in_process(["-m", *TINY, "trainer.max_steps=2", f"shortcut={shortcuts}"])
+        assert code == 0, err[-2000:]
+    assert len(list((tmp_path / "multirun").iterdir())) == 1  # one sweep folder, whose two jobs the second found done
+    assert out.count("already completed, nothing to do") == 2

@@ -43,6 +43,25 @@ def test_single_run_writes_a_complete_run_folder(tmp_path):
     assert f"-> {run}" in out and "completed" in out
 
 
+def test_an_evaluation_at_the_last_step_is_the_final_test(tmp_path):
+    """Evaluated at step 6 of 6, the test set has been measured with the final weights: the run says so and reports
+    that measurement, without a second pass over the test set; evaluated at 3 and 6 of 7, it tests after step 7."""
+    for steps, measured in ((6, True), (7, False)):
+        proc = run_app([*TINY, f"trainer.max_steps={steps}", "recipe.eval_every=3",
+                        f"hydra.run.dir={tmp_path / str(steps)}"], cwd=tmp_path)
+        out = proc.stdout + proc.stderr
+        summary = json.loads((tmp_path / str(steps) / "summary.json").read_text())
+        metrics = pd.read_csv(tmp_path / str(steps) / "metrics.csv")
+        tested = metrics.dropna(subset=["test/err"])
+        if measured:
+            assert "final test: the test error measured at step 6" in out and "final test after" not in out, out
+            assert list(tested.step) == [3, 6] and summary["test_error"] == pytest.approx(tested["test/err"].iloc[-1])
+        else:
+            assert "final test after step 7" in out and "final test:" not in out, out
+            assert list(tested.step) == [3, 6, 7]
+        assert summary["status"] == "completed" and summary["steps"] == steps
+
+
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     def summary(seed, folder):
         run_app([*TINY, "trainer.max_steps=4", f"seed={seed}", f"hydra.run.dir={tmp_path / folder}"], cwd=tmp_path)
