@@ -105,8 +105,9 @@ def _run_logger() -> type:
 
     Lightning hands training metrics to loggers with a step one behind the iterations done (its counter has not yet
     moved when they are logged) and validation metrics with its own count; `trainer.global_step`, read when they
-    arrive, is right for both (as MetricsLogger, app/trainer.py, does). A final test at the step of an evaluation (10-crop
-    or multi-scale testing after one at the last step) logs under the same names and step: each is logged once."""
+    arrive, is right for both (as MetricsLogger, app/trainer.py, does). A final test at the step of an evaluation
+    (10-crop or multi-scale testing after one at the last step) logs under the same names and step: each is logged
+    once."""
     from pytorch_lightning.loggers import WandbLogger
     from pytorch_lightning.utilities import rank_zero_only
 
