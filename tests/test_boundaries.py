@@ -65,6 +65,7 @@ def test_models_and_data_import_no_hydra_no_app_no_plugins(module):
     assert crossing(module, ("hydra", "omegaconf", "resablate.app", "hydra_plugins")) == []
 
 
+@pytest.mark.slow
 def test_models_and_data_load_no_hydra_no_app_no_plugins():
     loaded = loaded_by("import resablate.models, resablate.data")
     assert under(loaded, ("hydra", "resablate.app", "hydra_plugins")) == []
@@ -76,6 +77,7 @@ def test_analysis_imports_no_training_and_no_lightning(module):
     assert crossing(module, ("resablate.app", *LIGHTNING)) == []
 
 
+@pytest.mark.slow
 def test_analysis_loads_no_training_and_no_lightning():
     loaded = loaded_by("import " + ", ".join(m for m in FILES if m.startswith("analysis")))
     assert under(loaded, ("resablate.app", *LIGHTNING)) == []
@@ -128,6 +130,7 @@ def test_resablate_imports_no_plugin(module):
     assert crossing(module, ("hydra_plugins",)) == []
 
 
+@pytest.mark.slow
 def test_plugins_and_training_load_apart():
     plugins = [m for m in FILES if m.startswith("hydra_plugins")]
     assert under(loaded_by("import " + ", ".join(plugins)), ("resablate",)) == []

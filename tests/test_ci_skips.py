@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 CASES = '''
@@ -36,6 +38,7 @@ def run(tmp_path, ci: str | None) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_missing_services_fail_under_ci_and_skip_elsewhere(tmp_path):
     under_ci = run(tmp_path, "1")
     assert under_ci.returncode == 1, under_ci.stdout

@@ -38,6 +38,7 @@ def test_top5_is_counted_where_there_are_100_classes():
     assert together["top1"] == pytest.approx(100 * np.mean([scores.mean(0)[i].argmax() != labels[i] for i in range(3)]))
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_three_fashion_mnist_runs_and_their_ensemble(tmp_path, capsys):
     sweep = tmp_path / "runs"

@@ -171,6 +171,7 @@ def test_layer_response_std_matches_a_hand_computation():
     assert len(fig7_module.layer_response_std(projected, [x])) == 7  # the 1x1 projections' BNs are not responses
 
 
+@pytest.mark.slow
 def test_fig7_from_real_checkpoints(trained, tmp_path, drawn):
     art = fig7_module.fig7(run_records.load([str(trained)]), tmp_path, max_images=64)
     assert_image_files(art, tmp_path)

@@ -23,6 +23,7 @@ def report_dir(trained, tmp_path_factory):
     return out, trained
 
 
+@pytest.mark.slow
 def test_report_files_and_images(report_dir):
     out, _ = report_dir
     page, md = (out / "report.html").read_text(), (out / "report.md").read_text()
@@ -37,6 +38,7 @@ def test_report_files_and_images(report_dir):
     assert "could not be made" not in md  # every item is made, with or without runs of its own
 
 
+@pytest.mark.slow
 def test_report_names_its_runs(report_dir):
     out, trained = report_dir
     page, md = (out / "report.html").read_text(), (out / "report.md").read_text()
@@ -51,6 +53,7 @@ def test_report_names_its_runs(report_dir):
     assert "<details><summary>2 run folders</summary>" in fig7_section  # measured from both checkpoints
 
 
+@pytest.mark.slow
 def test_single_artifact_from_the_command_line(trained, tmp_path, capsys):
     assert main(["table6", "--runs", str(trained), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -153,6 +153,7 @@ def test_table2_paper_rows_and_our_rows(imagenet_runs, zoo, tmp_path):
     assert one(on_fashion, method="ResNet-18")["R1 top-1"] == "27.88"
 
 
+@pytest.mark.slow
 def test_table1_cli_prints_the_papers_gmacs_beside_ours(tmp_path, capsys):
     assert main(["table1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -172,6 +173,7 @@ def test_table1_cli_prints_the_papers_gmacs_beside_ours(tmp_path, capsys):
     assert {p.name for p in tmp_path.iterdir()} == {"table1.md", "table1.tex", "table1.csv"}
 
 
+@pytest.mark.slow
 def test_tables_with_no_runs_of_their_family_list_every_paper_row(trained, tmp_path):
     runs = run_records.load([str(trained)])  # CIFAR-family runs only
     art = table3(runs, tmp_path)

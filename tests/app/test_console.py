@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import run_app
 
 # Lines other libraries print in a default run, silenced at their source (resablate/app/cli.py quiet_third_parties,
@@ -14,6 +16,7 @@ NOISE = ("GPU available", "TPU available", "litlogger", "LeafSpec", "wandb:", "w
          "Matplotlib is building", "Trainer.fit", "_pytree", "site-packages")
 
 
+@pytest.mark.slow
 def test_a_jobs_console_is_resablates_lines_and_its_progress(tmp_path):
     """stdout is a pipe here (as in a SLURM .out or `> log.txt`): progress comes as log lines with an ETA."""
     proc = run_app(["data=synthetic", "data.num_samples=512", "depth=8", "recipe=quick", "recipe.batch_size=32",
@@ -34,6 +37,7 @@ def test_a_jobs_console_is_resablates_lines_and_its_progress(tmp_path):
     assert "step 10/30 (33%)" in log and re.search(r"\]\[INFO\] - .*: completed, test [\d.]+%", log)
 
 
+@pytest.mark.slow
 def test_jobs_side_by_side_print_no_other_librarys_lines_either(tmp_path):
     """Jobs of hydra/launcher=side_by_side run in worker processes of their own, which inherit no warning filter."""
     proc = run_app(["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "seed=1,2", "data=synthetic",
@@ -44,6 +48,7 @@ def test_jobs_side_by_side_print_no_other_librarys_lines_either(tmp_path):
     assert [line for line in console if any(n in line for n in NOISE)] == []
 
 
+@pytest.mark.slow
 def test_help_is_resablates_with_examples_and_exit_codes(tmp_path):
     out = run_app(["--help"], cwd=tmp_path).stdout
     assert out.startswith("resablate: train residual networks")
@@ -58,6 +63,7 @@ def test_shell_completion_installs(tmp_path):
     assert "hydra_bash_completion" in out and "complete -o nospace" in out
 
 
+@pytest.mark.slow
 def test_sweep_without_plus_is_the_sweep_file(tmp_path):
     plain = run_app(["sweep=table6", "--cfg", "job"], cwd=tmp_path).stdout
     plus = run_app(["+sweep=table6", "--cfg", "job"], cwd=tmp_path).stdout

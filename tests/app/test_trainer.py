@@ -44,6 +44,7 @@ def test_the_optimizer_by_name_or_target(spec, cls):
         assert optimizer.defaults["betas"] == (0.8, 0.9)
 
 
+@pytest.mark.slow
 def test_a_run_with_another_optimizer_and_gradient_clipping(tmp_path):
     """The run trained with AdamW (its checkpoint holds AdamW's moment estimates and betas, which SGD has not)."""
     run_app([*TINY, "recipe.optimizer=adamw", "recipe.lr=0.001", "+trainer.gradient_clip_val=1.0",
@@ -55,6 +56,7 @@ def test_a_run_with_another_optimizer_and_gradient_clipping(tmp_path):
     assert {"exp_avg", "exp_avg_sq"} <= set(optimizer["state"][0])
 
 
+@pytest.mark.slow
 def test_a_bad_optimizer_is_refused_before_training(tmp_path):
     out = run_app([*TINY, "recipe.optimizer=adamx", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
     assert out.returncode == 2
@@ -62,6 +64,7 @@ def test_a_bad_optimizer_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_bad_trainer_option_is_refused_before_training(tmp_path):
     out = run_app([*TINY, "+trainer.gradient_clip=1.0", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
     assert out.returncode == 2 and "resablate: error: trainer has no key 'gradient_clip'" in out.stderr

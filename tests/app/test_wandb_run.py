@@ -71,6 +71,7 @@ TINY = ["data=synthetic", "data.num_samples=256", "depth=8", "recipe=quick", "re
         "trainer.log_every_n_steps=2", "logger.wandb.mode=offline"]
 
 
+@pytest.mark.slow
 def test_a_completed_runs_wandb_record(tmp_path):
     run_app([*TINY, "trainer.max_steps=6", "recipe.eval_every=3", f"hydra.run.dir={tmp_path / 'run'}"],
             cwd=tmp_path)
@@ -95,6 +96,7 @@ def test_a_completed_runs_wandb_record(tmp_path):
     assert run["summary"]["status"] == "completed" and run["exit"] == 0
 
 
+@pytest.mark.slow
 def test_a_pruned_trials_wandb_record(tmp_path):
     """A real trial of a real study: a finished trial that reported 0 % at every step makes the median pruner prune
     this job at its first report (step 2)."""

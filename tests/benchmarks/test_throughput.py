@@ -21,6 +21,7 @@ def throughput():
     return module
 
 
+@pytest.mark.slow
 def test_writes_one_row_per_model_and_precision(throughput, tmp_path, capsys):
     out = tmp_path / "rows.json"
     throughput.main(["--device", "cpu", "--models", "resnet20", "--precision", "32-true,bf16-mixed", "--steps", "2",

@@ -32,6 +32,7 @@ def submitted(sweep) -> list[str]:
     return sorted(tasks or names, key=lambda n: [int(part) for part in n.split("_")])
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_as_real_slurm_jobs(cluster, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_app(["-m", *SLURM, *TINY, *STEPS, "seed=1,2,3,4", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
@@ -46,6 +47,7 @@ def test_a_sweep_runs_as_real_slurm_jobs(cluster, tmp_path):
         assert f"seed={number + 1}" in summary["overrides"].split()
 
 
+@pytest.mark.slow
 def test_a_two_node_ddp_job_trains_one_model_on_n1_and_n2(cluster, tmp_path):
     """World size 2, one rank on each node, both ranks with the same config and the same final parameters, and those
     bitwise equal to a two-process DDP run on one machine (the same arithmetic: a gloo all-reduce of two ranks).
@@ -105,6 +107,7 @@ def test_no_sbatch_on_the_path_is_one_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("resablate: error: hydra/launcher=slurm needs sbatch")
 
 
+@pytest.mark.slow
 def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster, tmp_path):
     """Two sweeps submitted as SLURM jobs and one started here, on one PostgreSQL study of n_trials=8: exactly 8
     trials, each in its own folder; the local worker is SIGKILLed in the middle of a trial (held at the start of its
@@ -161,6 +164,7 @@ def wait_for(condition, what: str, timeout: float = 180) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_scontrol_requeue_mid_run_resumes_in_the_same_folder_equal_to_its_twin(cluster, tmp_path):
     """SLURM requeues the job mid-training (SIGTERM: a checkpoint at the step boundary, exit); the job comes back
     into the same run folder, resumes from last.ckpt and ends bitwise equal, row for row of metrics.csv, to an
@@ -191,6 +195,7 @@ def test_scontrol_requeue_mid_run_resumes_in_the_same_folder_equal_to_its_twin(c
 
 
 
+@pytest.mark.slow
 def test_scancel_leaves_interrupted_jobs_and_the_same_command_runs_what_is_left(cluster, tmp_path):
     """Three jobs on two one-CPU nodes: job 2 waits in the queue. It is cancelled there (SLURM forgets it at once,
     and this cluster has no accounting: the launcher learns it from squeue), and running job 1 is cancelled after its
@@ -231,6 +236,7 @@ def test_scancel_leaves_interrupted_jobs_and_the_same_command_runs_what_is_left(
     assert RunFolder(sweep / "1").summary()["resumed_from"] == cancelled["steps"]
 
 
+@pytest.mark.slow
 def test_a_time_limit_checkpoints_requeues_and_completes(cluster, tmp_path):
     """A real time limit: once the job has a checkpoint its limit is cut to one minute; SLURM sends submitit's USR2
     (`--signal=USR2@signal_delay_s`), the job checkpoints and submitit requeues it (max_num_timeout=1), and it comes

@@ -124,6 +124,7 @@ def test_cifar10_damaged_batch_is_named(cifar_folder):
         loaded(dm)
 
 
+@pytest.mark.slow
 def test_cifar10_training_run_reads_the_archive(cifar_folder):
     """`python -m resablate data=cifar10` on the small archive, as a user runs it."""
     root, _ = cifar_folder

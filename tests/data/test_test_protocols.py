@@ -98,6 +98,7 @@ def test_multi_scale_scores_are_the_average_over_the_scales(tree):
         np.testing.assert_allclose(got, np.mean(expected, axis=0), rtol=0, atol=1e-6)  # float32 scores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol,name", [("data.test_crops=10", "10-crop"),
                                            ("data.test_scales=[224,288]", "multi-scale 224,288")])
 def test_a_real_network_is_tested_by_each_protocol(tree, tmp_path, protocol, name):

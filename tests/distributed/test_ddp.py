@@ -63,6 +63,7 @@ def result_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith("[resablate]") and ": completed" in line]
 
 
+@pytest.mark.slow
 def test_ddp_multirun_gives_each_job_its_own_ranks(tmp_path):
     out = run_app(["-m", *DDP, "seed=1,2"], cwd=tmp_path, env=RECORDS, timeout=480).stdout
     assert not (tmp_path / "outputs").exists()  # no child ran as a single run of its own
@@ -76,6 +77,7 @@ def test_ddp_multirun_gives_each_job_its_own_ranks(tmp_path):
     assert len(lines) == 2 and re.search(r"\bseed=1\b", lines[0]) and re.search(r"\bseed=2\b", lines[1])
 
 
+@pytest.mark.slow
 def test_submitit_local_makes_one_task_per_device(tmp_path):
     # tasks_per_node is not given: conf/hydra/launcher/local.yaml takes it from trainer.devices
     run_app(["-m", "hydra/launcher=local", *DDP, "seed=3"], cwd=tmp_path, env=RECORDS, timeout=480)
@@ -209,6 +211,7 @@ def test_end_job_disarms_lightnings_child_observer(monkeypatch):
     assert observer._run() and killed == [True]
 
 
+@pytest.mark.slow
 def test_a_pruned_ddp_trial_stops_every_rank(tmp_path):
     """Rank 0 reports to the trial and decides, the decision is broadcast, and both ranks stop at the same step (a rank
     that trained on would wait in an all-reduce nobody answers: the timeout below). Only rank 0 answers the sweeper:

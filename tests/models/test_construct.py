@@ -28,6 +28,7 @@ def images(n: int, seed: int) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) - 0.5
 
 
+@pytest.mark.slow
 def test_plain_20_extended_to_plain_56_computes_the_same_function():
     torch.manual_seed(0)
     shallow = trained_like(build_network(depth=20, shortcut="none")).eval()

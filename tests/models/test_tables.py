@@ -1,7 +1,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_python_m_resablate_models_prints_table1_and_table6_params():
     out = subprocess.run([sys.executable, "-m", "resablate.models"], capture_output=True, text=True, check=True).stdout
     assert "R1 Table 1" in out and "R1 Table 6" in out

@@ -261,6 +261,7 @@ def test_a_quoted_folder_name_outside_ascii_is_an_ordinary_folder(in_process, tm
     assert f"{tmp_path}/Müller ü/run" in out + err  # the result line names it as given
 
 
+@pytest.mark.slow
 def test_as_a_user_runs_it(tmp_path, bad_places):
     """Real processes, side by side: the console and the exit status exactly as a shell sees them (cases refused
     before torch is imported; the in-process table covers the rest of the same code)."""

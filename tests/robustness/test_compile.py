@@ -37,6 +37,7 @@ def stopped_at(in_process, monkeypatch, args: list[str], step: int) -> tuple[int
     return code, err
 
 
+@pytest.mark.slow
 def test_a_run_resumes_across_compile_and_compiles_its_training_step_once(in_process, monkeypatch, tmp_path):
     from torch._dynamo.utils import counters
 

@@ -5,6 +5,7 @@ weights, the data split, the shuffle, the pad-crop-flip augmentation and dropout
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import torch
 
 from resablate.records import RunFolder
@@ -15,6 +16,7 @@ ARGS = [*TINY, "data.val_size=32", "shortcut=dropout_shortcut", "trainer.max_ste
 METRICS = ("status", "steps", "train_loss", "train_error", "val_error", "test_error")
 
 
+@pytest.mark.slow
 def test_two_deterministic_cpu_runs_are_bitwise_equal(in_process, tmp_path):
     runs = [tmp_path / "a", tmp_path / "b"]
     for run in runs:

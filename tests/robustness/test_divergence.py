@@ -33,6 +33,7 @@ def test_a_diverged_run_stops_at_once_says_where_and_exits_3(in_process, tmp_pat
     assert code == 3 and "already diverged, nothing to do" in out
 
 
+@pytest.mark.slow
 def test_the_basic_sweeper_goes_on_after_a_diverged_job_and_exits_3(in_process, tmp_path):
     sweep = tmp_path / "sweep"
     code, out, err = in_process(["-m", *RUN, "recipe.lr=1e6,0.05", f"hydra.sweep.dir={sweep}"])
@@ -43,6 +44,7 @@ def test_the_basic_sweeper_goes_on_after_a_diverged_job_and_exits_3(in_process, 
     assert "Traceback" not in out + err
 
 
+@pytest.mark.slow
 def test_the_optuna_sweeper_tells_fail_and_goes_on(in_process, tmp_path):
     sweep = tmp_path / "sweep"
     code, out, err = in_process(["-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=3",

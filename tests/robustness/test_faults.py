@@ -9,6 +9,7 @@ import signal
 import time
 
 import pandas as pd
+import pytest
 import torch
 
 from resablate.records import RunFolder
@@ -18,6 +19,7 @@ from tests.robustness.test_kill_resume import resume_equals_twin, run_twin, sigt
 STEPS = ["trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_says_interrupted_and_exits_130(in_process, tmp_path, monkeypatch):
     """Ctrl-C during step 10 (of 48; no evaluation there): the step ends, last.ckpt is saved, exit 130; the same
     command resumes and ends equal, row for row, to the uninterrupted twin."""
@@ -137,6 +139,7 @@ def test_a_trainer_option_lightning_refuses_is_one_line_and_leaves_no_folder(in_
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_that_completes_says_so_and_exits_0(in_process, tmp_path):
     sweep = tmp_path / "sweep"
     code, out, err = in_process(["-m", *TINY, *STEPS, "seed=1,2", f"hydra.sweep.dir={sweep}"])
@@ -147,6 +150,7 @@ def test_a_sweep_that_completes_says_so_and_exits_0(in_process, tmp_path):
     assert out.strip().splitlines()[-1] == f"[resablate] sweep {sweep}: 2 jobs: 2 already completed; exit 0"
 
 
+@pytest.mark.slow
 def test_the_headline_command_without_cifar10_is_one_line_exit_2_within_10_seconds(tmp_path):
     """`python -m resablate shortcut=projection depth=34 -m` on a machine without CIFAR-10 (and offline): one line
     naming where it looked, exit 2, nothing left behind. The 10 s are the issue's bound for a user's machine; the

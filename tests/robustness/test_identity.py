@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from resablate.records import RunFolder
 from tests.robustness.conftest import TINY
 from tests.robustness.test_bad_input import write_fashion
@@ -25,6 +27,7 @@ def job_values(summary: dict) -> tuple:
     return summary["seed"], summary["overrides"]
 
 
+@pytest.mark.slow
 def test_a_sweep_rerun_with_its_lists_reordered_never_answers_for_another_job(in_process, tmp_path):
     """Hydra numbers jobs in command-line order: `seed=1,2 depth=8,14` and `depth=8,14 seed=1,2` put different jobs
     in folder 1. The reordered sweep gets its own folder; forced into the first one's folder, its jobs 0 and 3 (the
@@ -87,6 +90,7 @@ def test_a_constant_sweep_subdir_is_refused_before_any_job(in_process, tmp_path)
     assert not (tmp_path / "sweep" / "same").exists()
 
 
+@pytest.mark.slow
 def test_a_run_dir_of_another_job_is_never_skipped_resumed_or_overwritten(in_process, tmp_path):
     """hydra.run.dir pointed at a completed run's folder, then at an interrupted one's (a checkpoint, no test yet):
     another network is refused in both; the same job again finds its own folder."""

@@ -37,6 +37,7 @@ def finish(proc, timeout: float = 300) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+@pytest.mark.slow
 def test_killed_then_preempted_run_ends_equal_to_its_uninterrupted_twin(in_process, tmp_path):
     """The twin and the last attempt run in this process, the attempts that get signals in their own (all on one
     thread): a process boundary is no excuse for a different bit."""
@@ -158,6 +159,7 @@ def resume_equals_twin(in_process, run, twin) -> None:
     pd.testing.assert_frame_equal(*curves)
 
 
+@pytest.mark.slow
 def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_path, monkeypatch):
     """The signal arrives during step 12, which logs (every 3 steps) and checkpoints (every 4). Lightning hands a
     step's logged values to the loggers after the callbacks that write checkpoints, so the row of step 12 must be on
@@ -170,6 +172,7 @@ def test_a_signal_on_a_logging_step_loses_no_row_of_metrics_csv(in_process, tmp_
     resume_equals_twin(in_process, run, twin)
 
 
+@pytest.mark.slow
 def test_a_signal_on_an_evaluation_step_loses_no_evaluation(in_process, tmp_path, monkeypatch):
     """The signal arrives during step 16, which checkpoints (every 4) and evaluates (48 steps: at 16, 32, 48).
     Lightning evaluates after the callbacks of the step; a stop there would skip step 16's evaluation, and the resumed

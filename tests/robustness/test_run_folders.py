@@ -28,6 +28,7 @@ def test_a_second_job_on_a_live_run_folder_is_refused_in_one_line(in_process, tm
     assert RunFolder(run).summary()["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_two_identical_sweeps_started_together_share_their_jobs(tmp_path):
     """The same command twice at once (two terminals, or a job array of one sweep): one folder, every job trained
     once; a job the other worker holds is skipped, a job it finished is not trained again."""
@@ -51,6 +52,7 @@ def test_two_identical_sweeps_started_together_share_their_jobs(tmp_path):
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
 
 
+@pytest.mark.slow
 def test_sweep_folders_are_named_by_their_command_not_the_clock(in_process, tmp_path):
     """Two different sweeps started in the same second get two folders; the same sweep again finds its own."""
     for seeds in ("1,2", "3,4", "1,2"):
@@ -86,6 +88,7 @@ def test_only_rank_zero_writes_the_summary(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_an_option_and_its_alias_name_one_run(in_process, tmp_path):
     """`shortcut=A` is R1's name for `shortcut=zero_pad` (conf/shortcut/A.yaml): the same network, so the same run
     folder (the second spelling finds the first's run completed) and the same W&B name; a sweep over `A,B` is named

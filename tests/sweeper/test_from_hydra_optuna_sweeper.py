@@ -141,6 +141,7 @@ def study(app, storage: str | None = None):
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_commandline", (True, False))
 def test_tpe_with_a_seed_from_the_sampler_group(app, tmp_path, with_commandline):
     storage = f"sqlite:///{tmp_path / 'test.db'}"
@@ -160,6 +161,7 @@ def test_tpe_with_a_seed_from_the_sampler_group(app, tmp_path, with_commandline)
         assert returns["best_value"] <= 2.5  # 20 trials of TPE on x^2 + y^2 (x a 0.5 grid, y in -5, 0, 5)
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_trials(app, tmp_path):
     """`hydra.sweeper.sampler.seed` seeds the sampler: two studies with it sample the same values."""
     values = []
@@ -185,6 +187,7 @@ def test_grid_sampler_from_a_config_files_defaults(app, num_trials):
     assert bz in ("foo", "bar")
 
 
+@pytest.mark.slow
 def test_two_objectives_with_nsga2_write_the_non_dominated_solutions(app):
     app("hydra.sweeper.n_trials=20", "hydra/sweeper/sampler=nsgaii", "hydra.sweeper.sampler.seed=123",
         "hydra.sweeper.sampler.population_size=8", "hydra.sweeper.direction=[minimize,minimize]",
@@ -198,6 +201,7 @@ def test_two_objectives_with_nsga2_write_the_non_dominated_solutions(app):
                         and any(u < v for u, v in zip(b["values"], a["values"], strict=True)))
 
 
+@pytest.mark.slow
 def test_custom_search_space_adds_parameters_a_function_suggests(app):
     app("hydra.sweeper.n_trials=20", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=123",
         "max_z_difference_from_x=0.3", "+hydra.sweeper.custom_search_space=.sphere.configure")
@@ -209,6 +213,7 @@ def test_custom_search_space_adds_parameters_a_function_suggests(app):
         assert f"z={trial.params['z']!r}" in overrides and f"+w={trial.params['+w']!r}" in overrides
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_failure_rate", (0.5, 1.0))
 def test_max_failure_rate(app, max_failure_rate):
     proc = app("hydra.sweeper.n_trials=20", "hydra.sweeper.n_jobs=2", "hydra/sweeper/sampler=random",

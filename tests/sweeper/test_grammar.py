@@ -100,6 +100,7 @@ def test_a_real_sweep_over_interval_0_1_samples_between_the_ends(sweep_app):
     assert not any(math.isnan(v) for v in values)
 
 
+@pytest.mark.slow
 def test_dotted_keys_under_sweeper_params_on_the_command_line_search_those_keys(tmp_path):
     """`hydra.sweeper.params.recipe.lr=interval(..)` typed on the command line (Hydra alone would nest it under
     `recipe` and fail to merge it) runs the study over `recipe.lr`, beside another dotted key and a plain one, as a

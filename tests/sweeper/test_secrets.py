@@ -30,6 +30,7 @@ def postgres():
         yield server
 
 
+@pytest.mark.slow
 def test_a_storage_that_cannot_be_opened_is_named_without_its_password(tmp_path):
     url = f"postgresql://resablate:{SECRET}@127.0.0.1:{free_port()}/optuna"
     proc = run_app([*SEARCH, f"hydra.sweeper.storage={url}"], cwd=tmp_path, check=False)
@@ -38,6 +39,7 @@ def test_a_storage_that_cannot_be_opened_is_named_without_its_password(tmp_path)
     nowhere(SECRET, proc, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_missing_database_driver_is_named_with_what_to_install(tmp_path):
     """`mysql://` asks SQLAlchemy for MySQLdb (mysqlclient), which resablate does not ship: one line naming it, and
     the URL form and extra that work."""
@@ -50,6 +52,7 @@ def test_a_missing_database_driver_is_named_with_what_to_install(tmp_path):
     nowhere(SECRET, proc, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_postgresql_study_runs_and_its_password_is_nowhere(tmp_path, postgres):
     url = postgres.create_database("secret_check")
     proc = run_app([*SEARCH, f"hydra.sweeper.storage={url}"], cwd=tmp_path)

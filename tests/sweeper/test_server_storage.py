@@ -26,6 +26,7 @@ def server(request):
         pytest.skip(f"{MISSING}{err}")
 
 
+@pytest.mark.slow
 def test_three_workers_started_together_make_exactly_n_trials(sweep_app, server):
     """Trials 0, 1 and 2 each wait until all three have started (`meet=3`): they can only end in three workers at once,
     so the study is shared for certain, whatever the machine's speed; then the workers share the other five."""
@@ -45,6 +46,7 @@ def test_three_workers_started_together_make_exactly_n_trials(sweep_app, server)
     assert {pids[0], pids[1], pids[2]} == {str(w.pid) for w in workers}  # the three met: one trial in each worker
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_has_its_trial_taken_over(sweep_app, server):
     url = server.create_database("killed_worker")
     args = ("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={url}", "hold_trials=[0]",

@@ -28,6 +28,7 @@ def states(study) -> list[str]:
     return [t.state.name for t in sorted(study.trials, key=lambda t: t.number)]
 
 
+@pytest.mark.slow
 def test_n_trials_is_the_total_and_a_rerun_adds_none(sweep_app):
     sweep_app.run("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", *SEARCH)
     study = sweep_app.study()
@@ -64,6 +65,7 @@ def test_hydra_sweep_subdir_names_the_trial_folders(sweep_app):
         assert env["number"] == trial.number
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_is_completed_by_rerunning_it(sweep_app):
     """SIGKILLed while trial 2's first run is held (the test app waits there), the rerun takes trial 2 over."""
     args = ("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1", "hydra.sweeper.seed=0", *SEARCH, "hold_trials=[2]")
@@ -86,6 +88,7 @@ def test_a_killed_sweep_is_completed_by_rerunning_it(sweep_app):
     assert [len(sweep_app.runs(n)) for n in range(6)] == [1, 1, 2, 1, 1, 1]  # trial 2 re-ran in its own folder
 
 
+@pytest.mark.slow
 def test_two_workers_started_together_share_the_study_exactly(sweep_app):
     args = ("hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", *SEARCH, "sleep=0.1")
     workers = [sweep_app.popen(*args), sweep_app.popen(*args)]
@@ -97,6 +100,7 @@ def test_two_workers_started_together_share_the_study_exactly(sweep_app):
     assert all(len(sweep_app.runs(n)) == 1 for n in range(6))  # no folder run twice
 
 
+@pytest.mark.slow
 def test_median_pruner_prunes_the_bad_trial(sweep_app):
     proc = sweep_app.run(
         "hydra.sweeper.n_trials=5",
@@ -113,6 +117,7 @@ def test_median_pruner_prunes_the_bad_trial(sweep_app):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_hyperband_prunes_across_processes_too(sweep_app):
     # The rung pruners keep their state in the trial's system attrs; the job reads them back from the storage.
     sweep_app.run("hydra.sweeper.n_trials=8", "hydra.sweeper.pruner=hyperband", "hydra.sweeper.seed=0",
@@ -122,6 +127,7 @@ def test_hyperband_prunes_across_processes_too(sweep_app):
     assert all(len(t.intermediate_values) < 9 for t in study.trials[5:])
 
 
+@pytest.mark.slow
 def test_failed_trials_are_told_fail_and_the_sweep_goes_on(sweep_app):
     proc = sweep_app.run("hydra.sweeper.n_trials=6", *SEARCH, "fail_trials=[3]")
     study = sweep_app.study()
@@ -139,6 +145,7 @@ def test_too_many_failures_stop_the_sweep_with_a_clear_error(sweep_app):
     assert states(sweep_app.study()) == ["COMPLETE", "FAIL"]  # stopped, nothing left running
 
 
+@pytest.mark.slow
 def test_multi_objective_writes_the_pareto_front(sweep_app):
     sweep_app.run(
         "hydra.sweeper.n_trials=6",

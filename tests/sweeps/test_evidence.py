@@ -60,6 +60,7 @@ def test_the_shortened_evidence_sweeps_and_their_artifacts(tmp_path, capsys):
     assert (out / "fig1.png").exists()
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_init_from_a_folder_without_a_checkpoint_is_refused_before_training(tmp_path):
     proc = run_app(["data=fashion_mnist", "data.train_size=512", "depth=56", "shortcut=none", "recipe=quick",

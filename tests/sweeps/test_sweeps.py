@@ -88,6 +88,7 @@ def test_there_is_one_sweep_file_per_paper_artifact_and_search():
     assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted([*GRIDS, *SEARCHES])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GRIDS))
 def test_every_declared_run_composes_and_builds(name):
     runs, seeds, recipe, data = GRIDS[name]
@@ -203,6 +204,7 @@ def test_a_run_shorter_than_eval_every_is_evaluated_at_thirds(eval_every, total,
     assert eval_interval(eval_every, total) == expected
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_fig1_shortened_runs_end_to_end_and_a_rerun_adds_nothing(tmp_path):
     # The header's shortened form, with smaller nets and one evaluation so that it fits a test budget.
@@ -241,6 +243,7 @@ def test_a_command_is_a_sweep_with_m_with_multirun_mode_or_with_a_sweep_file(arg
     assert runs_a_sweep(args) is sweep
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2"]],
                          ids=["in-process", "side_by_side"])

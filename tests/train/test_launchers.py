@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from resablate.app.hardware import usable_cores
 from tests import held_run
 from tests.conftest import run_app
@@ -13,6 +15,7 @@ TINY = ["data=synthetic", "data.num_samples=512", "recipe=quick", "logger=csv", 
         "recipe.eval_every=40"]
 
 
+@pytest.mark.slow
 def test_side_by_side_runs_the_jobs_of_a_sweep_at_the_same_time(tmp_path):
     """Each job, at the start of its step 5, marks it and waits for the other's mark (tests/held_run.py): the sweep
     completes only if both were training at once (one after the other, the first would wait in vain)."""
@@ -33,6 +36,7 @@ def test_side_by_side_runs_the_jobs_of_a_sweep_at_the_same_time(tmp_path):
     assert "2 jobs side by side" in summaries[0]["threads_reason"]
 
 
+@pytest.mark.slow
 def test_an_explicit_thread_count_wins(tmp_path):
     run_app(["-m", "hydra/launcher=side_by_side", "hydra.launcher.n_jobs=2", "depth=8", "trainer.threads=3", *TINY,
              "trainer.max_steps=2", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)

@@ -65,6 +65,7 @@ def cosine(step: int, total: int, base: float = 0.1) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * step / total))
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_a_short_fashion_mnist_run_learns(tmp_path):
     """60 steps of ResNet-8 (quick recipe: its warm-up from 0.02 to 0.2 shrunk to the first 15 steps, then cosine over
@@ -81,6 +82,7 @@ def test_a_short_fashion_mnist_run_learns(tmp_path):
     assert metrics.at[60, "lr"] == pytest.approx(cosine(59 - 15, 45, base=0.2), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_warmup_runs_at_its_lr_then_the_schedule_takes_over(tmp_path):
     run_app(["data=synthetic", "data.num_samples=256", "depth=8", "recipe=quick", "recipe.batch_size=32",
              "recipe.lr=0.1", "recipe.warmup=on", "recipe.warmup_lr=0.01", "recipe.warmup_steps=4",
@@ -92,6 +94,7 @@ def test_warmup_runs_at_its_lr_then_the_schedule_takes_over(tmp_path):
     assert lr[6] == pytest.approx(cosine(5, 8), rel=1e-6) and lr[8] == pytest.approx(cosine(7, 8), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_linear_warmup_ramps_from_its_lr_then_the_decay_runs_over_the_steps_left(tmp_path):
     run_app(["data=synthetic", "data.num_samples=256", "depth=8", "recipe=quick", "recipe.batch_size=32",
              "recipe.warmup=linear", "recipe.warmup_steps=4", "recipe.warmup_lr=0.02", "recipe.lr=0.1",

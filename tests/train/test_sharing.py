@@ -40,6 +40,7 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_two_jobs_started_together_share_the_cores_to_their_last_step(tmp_path):
     """Both are held at their first step until both train (so both are recorded), and at their last step until both
@@ -66,6 +67,7 @@ def test_two_jobs_started_together_share_the_cores_to_their_last_step(tmp_path):
     assert list(folder.glob("*.json")) == []  # both removed their entries
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_a_job_gives_cores_back_when_another_starts_and_takes_them_again_when_it_ends(tmp_path):
     folder, marks = tmp_path / "processes", tmp_path / "marks"
@@ -133,6 +135,7 @@ def test_the_share_counts_the_other_processes(cores, jobs, ranks, others, thread
     assert choose_threads(3, cores, jobs, ranks, others).value == 3
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_an_explicit_thread_count_is_kept_beside_other_processes(tmp_path, sleeper):
     """One other process when the run starts, a second one joining at step 1: an explicit count stays as it is."""

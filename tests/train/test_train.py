@@ -22,6 +22,7 @@ def only_run_folder(root: Path) -> Path:
     return folders[0]
 
 
+@pytest.mark.slow
 def test_single_run_writes_a_complete_run_folder(tmp_path):
     out = run_app([*TINY, "trainer.max_steps=6", "recipe.eval_every=3"], cwd=tmp_path).stdout
     run = only_run_folder(tmp_path / "outputs")
@@ -43,6 +44,7 @@ def test_single_run_writes_a_complete_run_folder(tmp_path):
     assert f"-> {run}" in out and "completed" in out
 
 
+@pytest.mark.slow
 def test_an_evaluation_at_the_last_step_is_the_final_test(tmp_path):
     """Evaluated at step 6 of 6, the test set has been measured with the final weights: the run says so and reports
     that measurement, without a second pass over the test set; evaluated at 3 and 6 of 7, it tests after step 7."""
@@ -62,6 +64,7 @@ def test_an_evaluation_at_the_last_step_is_the_final_test(tmp_path):
         assert summary["status"] == "completed" and summary["steps"] == steps
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     def summary(seed, folder):
         run_app([*TINY, "trainer.max_steps=4", f"seed={seed}", f"hydra.run.dir={tmp_path / folder}"], cwd=tmp_path)
@@ -72,12 +75,14 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     assert summary(2, "c") != summary(1, "a")
 
 
+@pytest.mark.slow
 def test_rerun_of_a_completed_run_does_nothing(tmp_path):
     run_app([*TINY, "trainer.max_steps=3"], cwd=tmp_path)
     again = run_app([*TINY, "trainer.max_steps=3"], cwd=tmp_path).stdout
     assert "already completed, nothing to do" in again
 
 
+@pytest.mark.slow
 def test_resume_after_kill_continues_from_checkpoint_step(tmp_path):
     """SIGKILLed while held at the start of step 10 (checkpoints after steps 4 and 8: tests/held_run.py), the run
     resumes from step 8 and ends as one run of 60 steps."""
@@ -110,6 +115,7 @@ def test_resume_after_kill_continues_from_checkpoint_step(tmp_path):
     (["recipe.lr=-1"], "recipe.lr=-1.0 must be > 0"),
     (["data=cifar10", "data.download=false"], "cifar-10-batches-py"),
 ])
+@pytest.mark.slow
 def test_bad_input_fails_before_training_and_leaves_no_run_folder(tmp_path, args, message):
     base = [a for a in TINY if not a.startswith(("depth", "data"))] + ["data=synthetic", "trainer.max_steps=2"]
     proc = run_app([*base, *args], cwd=tmp_path, check=False)
@@ -118,6 +124,7 @@ def test_bad_input_fails_before_training_and_leaves_no_run_folder(tmp_path, args
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_multirun_fashion_mnist_four_jobs_four_wandb_runs(tmp_path):
     args = ["-m", "data=fashion_mnist", "data.train_size=2000", "trainer.max_steps=40", "shortcut=none,zero_pad",
@@ -146,6 +153,7 @@ def test_multirun_fashion_mnist_four_jobs_four_wandb_runs(tmp_path):
     (["recipe.lr=0.1,-1", "depth=8"], "job 1 of the sweep (data=synthetic recipe.lr=-1 depth=8 trainer.max_steps=2): "
                                       "recipe.lr=-1.0 must be > 0"),
 ])
+@pytest.mark.slow
 def test_a_sweep_with_one_bad_job_starts_none(tmp_path, sweep, message):
     """The bad job is the last one: without the check up front the first would train, then the sweep would end in a
     traceback."""
@@ -164,6 +172,7 @@ def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 def test_a_run_records_the_code_that_made_it_and_a_rerun_by_other_code_says_so(tmp_path):
     import shlex
 
@@ -201,6 +210,7 @@ def test_outside_a_git_checkout_the_run_says_so_instead_of_a_commit(tmp_path):
     assert code["note"] == f"not a git checkout: resablate runs from {installed}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision,arithmetic", [("32-true", "fp32"), ("bf16-mixed", "bf16-mixed")])
 def test_each_precision_trains_and_records_the_arithmetic_that_ran(tmp_path, precision, arithmetic):
     """Each CPU precision pinned, whatever this CPU's `auto` would choose (CI machines differ: fp32 is the paper's
