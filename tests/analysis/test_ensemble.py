@@ -43,7 +43,7 @@ def test_top5_is_counted_where_there_are_100_classes():
 def test_three_fashion_mnist_runs_and_their_ensemble(tmp_path, capsys):
     sweep = tmp_path / "runs"
     run_app(["-m", "data=fashion_mnist", "data.train_size=1024", "depth=8", "recipe=quick", "trainer.max_steps=20",
-             "logger=csv", "seed=1,2,3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+             "recipe.eval_every=20", "logger=csv", "seed=1,2,3", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     members = [str(sweep / str(k)) for k in range(3)]
     assert main(["ensemble", "--runs", *members, "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out

@@ -128,7 +128,7 @@ def test_bad_input_fails_before_training_and_leaves_no_run_folder(tmp_path, args
 @needs_fashion_mnist
 def test_multirun_fashion_mnist_four_jobs_four_wandb_runs(tmp_path):
     args = ["-m", "data=fashion_mnist", "data.train_size=2000", "trainer.max_steps=40", "shortcut=none,zero_pad",
-            "depth=8,14", "logger.wandb.mode=offline"]
+            "depth=8,14", "logger.wandb.mode=offline", "recipe.eval_every=40"]  # one pass over the 10,000 test images
     run_app(args, cwd=tmp_path)
     sweep = [p for p in (tmp_path / "multirun").iterdir()]
     assert len(sweep) == 1
