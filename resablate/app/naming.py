@@ -8,6 +8,7 @@ that defines the run. A job finding another identity in its folder is refused (r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Any
@@ -35,38 +36,33 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any], limit: int = 3) ->
     return "; ".join(shown) + more if shown else "the same keys, another version of resablate"
 
 
-def aliases() -> dict[str, dict[str, str]]:
-    """{group: {alias: option}} for the options of `conf/` that are another option under a second name: a file whose
-    only content is the defaults list `[<option>, _self_]` (`shortcut=A` is R1's name for `shortcut=zero_pad`)."""
-    if _ALIASES is None:
-        from resablate.paths import CONF_DIR
+@functools.cache
+def alias_of(group: str, option: str) -> str | None:
+    """The option that `conf/<group>/<option>.yaml` is under a second name (a file whose only content is the defaults
+    list `[<option>, _self_]`: `shortcut=A` is R1's name for `shortcut=zero_pad`), else None. Only the files a
+    command names are read."""
+    from resablate.paths import CONF_DIR
 
-        found: dict[str, dict[str, str]] = {}
-        for path in sorted(CONF_DIR.glob("*/*.yaml")):
-            group, option = path.parent.name, path.stem
-            node = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
-            defaults = list(node.get("defaults", [])) if isinstance(node, DictConfig) else []
-            if list(node.keys()) == ["defaults"] and len(defaults) == 2 and defaults[1] == "_self_" \
-                    and isinstance(defaults[0], str) and (CONF_DIR / group / f"{defaults[0]}.yaml").is_file():
-                found.setdefault(group, {})[option] = defaults[0]
-        globals()["_ALIASES"] = found
-    return _ALIASES  # type: ignore[return-value]
-
-
-_ALIASES: dict[str, dict[str, str]] | None = None
+    if not (CONF_DIR / group / f"{option}.yaml").is_file():
+        return None
+    node = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+    defaults = list(node.get("defaults", [])) if isinstance(node, DictConfig) else []
+    if list(node.keys()) == ["defaults"] and len(defaults) == 2 and defaults[1] == "_self_" \
+            and isinstance(defaults[0], str) and (CONF_DIR / group / f"{defaults[0]}.yaml").is_file():
+        return defaults[0]
+    return None
 
 
 def canonical(overrides: list[str] | ListConfig) -> list[str]:
     """The overrides with each alias of a group option replaced by the option it names (`shortcut=A` ->
     `shortcut=zero_pad`, also in a list `shortcut=A,B`), so that one run has one folder and one W&B name however its
     options were spelt."""
-    table = aliases()
     out = []
     for line in (str(o) for o in overrides):
         key, sep, value = line.partition("=")
-        group = table.get(key.lstrip("+~"))
-        if sep and group and re.fullmatch(r"[\w.-]+(,[\w.-]+)*", value):
-            line = f"{key}=" + ",".join(group.get(v, v) for v in value.split(","))
+        group = key.lstrip("+~")
+        if sep and re.fullmatch(r"[\w-]+", group) and re.fullmatch(r"[\w.-]+(,[\w.-]+)*", value):
+            line = f"{key}=" + ",".join(alias_of(group, v) or v for v in value.split(","))
         out.append(line)
     return out
 

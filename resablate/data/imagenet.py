@@ -260,7 +260,7 @@ class ImageNetData(pl.LightningDataModule):
         return self.test_scales is None and self.test_crops == 1
 
     def test_dataloader(self) -> DataLoader:
-        if self.test_scales is None and self.test_crops == 1:
+        if self.test_repeats_evaluation():
             return self.val_dataloader()
         root = Path(self.root) / "val"
         if self.test_scales is not None:  # whole images of different shapes: one a batch on each rank
