@@ -16,8 +16,10 @@ from tests.robustness.conftest import TINY, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
+# Float32 pinned: the curves are compared at float32 rounding, and `auto` is bf16-mixed on a bf16-native CPU, where the
+# compiled kernels' other order of summation differs from eager by bf16's rounding (about 3e-4 in the test loss).
 ARGS = [*TINY, "trainer.max_steps=12", "trainer.checkpoint_every_n_steps=4", "trainer.log_every_n_steps=2",
-        "recipe.eval_every=6", "trainer.deterministic=true", "seed=3"]
+        "recipe.eval_every=6", "trainer.deterministic=true", "seed=3", "trainer.precision=32-true"]
 
 
 def stopped_at(in_process, monkeypatch, args: list[str], step: int) -> tuple[int, str]:
