@@ -29,7 +29,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wandb-filters", metavar="JSON", help='W&B run filters, e.g. \'{"group": "table6"}\'')
     parser.add_argument("--dataset", help="the data set a figure draws (default: the paper's, else the most common)")
     parser.add_argument("--recipe", help="the recipe a figure draws (default: the one with most runs)")
-    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="test images per run for fig7")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
+                        help=f"images per run: fig7's test images, constructed's training images (default: "
+                             f"{DEFAULT_MAX_IMAGES})")
+    parser.add_argument("--test-images", type=int, metavar="N",
+                        help="constructed: each net's test error on the first N test images (default: all of them)")
     parser.add_argument("--by", default="shortcut", metavar="KEY",
                         help=f"compare: the configuration key the compared arms differ in ({', '.join(BY)}, or any "
                              "dotted key such as recipe.lr or shortcut.gate_bias)")
@@ -56,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         artifact = ARTIFACTS[args.name](runs, args.out, dataset=args.dataset, recipe=args.recipe,
-                                        max_images=args.max_images, by=args.by, metric=args.metric)
+                                        max_images=args.max_images, test_images=args.test_images, by=args.by,
+                                        metric=args.metric)
     except (FileNotFoundError, ValueError) as err:  # a bad --by or --metric; ensemble members of other test sets
         print(f"analysis: error: {err}", file=sys.stderr)
         return 2

@@ -43,9 +43,11 @@ def test_the_shortened_evidence_sweeps_and_their_artifacts(tmp_path, capsys):
 
     out = tmp_path / "out"
     runs = [str(sweep), str(built)]
-    assert main(["constructed", "--runs", *runs, "--out", str(out), "--max-images", "512"]) == 0
+    # 512 training and 512 test images: four nets (three of 56 layers) on all 10,000 test images take most of a minute
+    assert main(["constructed", "--runs", *runs, "--out", str(out), "--max-images", "512", "--test-images", "512"]) == 0
     text = capsys.readouterr().out
     assert "largest difference of errors 0.00 points over all seeds" in text  # before training: the shallow net
+    assert "test on the first 512 test images only" in text
     for role in ("shallow, trained", "constructed, before training", "from scratch, trained",
                  "constructed, after training"):
         assert f"| {role}" in text
