@@ -9,6 +9,8 @@ missing). Read from each job's summary.json (`timing`: wall-clock times the job 
 - single run, time to first step: from just before the process is started to the first training step begins;
   split into `to_job` (interpreter, imports, command-line checks, Hydra's composition: until `train(cfg)` starts)
   and `in_job` (checks, data, network, run folder, W&B, Trainer, until the first step).
+- single run, time to exit (`to_exit`): from its summary.json written (`timing.end`) to the process's exit:
+  everything the process does after it, the interpreter's teardown included.
 - sweep (`-m seed=0,...,N-1`): the first job as above; each further job from the end of the job before (its
   summary written) to its own first step: the previous job's W&B finish and clean-up, Hydra's next job, and that
   job's own set-up (`in_job`).
@@ -39,8 +41,9 @@ def base_args(data: str, steps: int) -> list[str]:
             "logger.wandb.mode=offline"]
 
 
-def launch(args: list[str], cwd: Path) -> float:
-    """Run `python -m resablate ARGS` in `cwd`; the wall-clock time just before it started."""
+def launch(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Run `python -m resablate ARGS` in `cwd`; the wall-clock times just before it started and just after it
+    exited."""
     env = {**os.environ, "WANDB_SILENT": "true"}
     env.pop("WANDB_API_KEY", None)
     started = time.time()
@@ -48,7 +51,7 @@ def launch(args: list[str], cwd: Path) -> float:
                           text=True)
     if proc.returncode != 0:
         raise SystemExit(f"python -m resablate {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return started
+    return started, time.time()
 
 
 def timing(folder: Path) -> dict:
@@ -57,16 +60,16 @@ def timing(folder: Path) -> dict:
 
 def single(data: str, steps: int, workdir: Path) -> dict:
     run = workdir / "run"
-    started = launch([*base_args(data, steps), f"hydra.run.dir={run}"], workdir)
+    started, exited = launch([*base_args(data, steps), f"hydra.run.dir={run}"], workdir)
     t = timing(run)
     return {"to_first_step": t["first_step"] - started, "to_job": t["job_start"] - started,
-            "in_job": t["first_step"] - t["job_start"]}
+            "in_job": t["first_step"] - t["job_start"], "to_exit": exited - t["end"]}
 
 
 def sweep(data: str, steps: int, jobs: int, workdir: Path) -> dict:
     folder = workdir / "sweep"
     seeds = ",".join(str(k) for k in range(jobs))
-    started = launch(["-m", *base_args(data, steps), f"seed={seeds}", f"hydra.sweep.dir={folder}"], workdir)
+    started, _ = launch(["-m", *base_args(data, steps), f"seed={seeds}", f"hydra.sweep.dir={folder}"], workdir)
     times = [timing(folder / str(k)) for k in range(jobs)]
     extra = [times[k]["first_step"] - times[k - 1]["end"] for k in range(1, jobs)]
     return {"first_job_to_first_step": times[0]["first_step"] - started,
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"{result['cpu']}, {args.data}, medians of {args.repeats}:")
     print(f"  single run: {result['single_to_first_step']:.2f} s to the first step "
-          f"({result['single_to_job']:.2f} s to train(cfg), {result['single_in_job']:.2f} s in it)")
+          f"({result['single_to_job']:.2f} s to train(cfg), {result['single_in_job']:.2f} s in it); "
+          f"{result['single_to_exit']:.2f} s from its summary written to the process's exit")
     print(f"  sweep of {args.jobs}: first job {result['sweep_first_job_to_first_step']:.2f} s, each further job "
           f"{result['sweep_extra_job']:.2f} s ({result['sweep_extra_job_between_jobs']:.2f} s between jobs, "
           f"{result['sweep_extra_job_in_job']:.2f} s in the job)")

@@ -15,7 +15,9 @@ and a job that never started is counted as "did not run". The same command runs 
 
 from __future__ import annotations
 
+import atexit
 import errno
+import gc
 import os
 import sys
 import time
@@ -43,6 +45,7 @@ EXIT_CODES = {"failed": 1, "refused": 2, "diverged": 3, "already diverged": 3}  
 ORDER = ("completed", "already completed", "pruned", "already pruned", "skipped", "diverged", "already diverged",
          "refused", "failed", "interrupted", "did not run")
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)  # the disk, not the code: one line, exit 1
+EXIT_HANDLER: list = []  # skip_collecting_at_exit, once registered
 EXISTED: set[Path] = set()  # what of the run folder (and the folders above it) was there before Hydra ran
 
 schema.register()  # before Hydra composes: conf/config.yaml starts from the schema and names folders by resolvers
@@ -270,10 +273,23 @@ def quiet_third_parties() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def skip_collecting_at_exit() -> None:
+    """The process's exit without the cyclic garbage collector: torch, Lightning and their imports leave about 450,000
+    objects, and the collections that run while the interpreter tears its modules down took about a second of every
+    command's time (1.05 s against 0.2 s on a 2-core Sapphire Rapids Xeon, measured after `import pytorch_lightning`).
+    Registered as the process starts, so it runs after every exit handler registered later (W&B's, Lightning's,
+    resablate's own) and they finish with the collector on; every file resablate writes is closed before this runs.
+    Nothing is collected that the teardown would still need: objects are freed as their last reference goes."""
+    gc.disable()
+    gc.freeze()
+
+
 def cli() -> None:
     """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
     line naming the value; then the Hydra app runs, and a sweep ends with its closing line. Hydra's own flags (shell
     completion, help, info) go straight to Hydra."""
+    if not EXIT_HANDLER:  # once per process (tests call cli() in theirs)
+        EXIT_HANDLER.append(atexit.register(skip_collecting_at_exit))
     quiet_third_parties()
     if set(HYDRA_ONLY) & set(sys.argv[1:]):
         main()
