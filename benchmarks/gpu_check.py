@@ -10,7 +10,7 @@ threshold), and each stage's own files (run folders, throughput rows, the profil
 is left than it needs; each runs as its own process with what is left as its time limit. Exit status: 0 when no check
 FAILed (WARN and SKIP included), 1 otherwise.
 
-Stages and their thresholds (GPU sizes; the dry run's are in DRY):
+Stages and their thresholds (GPU sizes; the dry run's are beside each stage's code):
 1. smoke: `python -m resablate` on synthetic data, ResNet-20, 200 steps: completes, on the GPU, `arithmetic` recorded.
 2. throughput: `benchmarks/throughput.py --device cuda`, ResNet-20/56/110, batch 128, bf16-mixed, NCHW and NHWC:
    Lightning/bare ratio >= 0.90 PASS, >= 0.75 WARN, below FAIL.
@@ -22,7 +22,8 @@ Stages and their thresholds (GPU sizes; the dry run's are in DRY):
    9.63% (a 2-core EPYC, 32-true; README) PASS, within 3 WARN, above FAIL.
 6. resnet50: throughput of ResNet-50 at 224x224 (bf16-mixed), reported with its ratio (same thresholds as 2).
 7. side_by_side: 4 jobs of ResNet-20 at once (`hydra/launcher=side_by_side`) against 1: the 4 take < 2x the time
-   of 1 PASS (a small net does not fill a large GPU), < 4x WARN, else FAIL.
+   of 1 PASS (a small net does not fill a large GPU), < 4x WARN, else FAIL (the dry run: 2 jobs, < 1.5x PASS, < 3x
+   WARN).
 8. compile: throughput with `--compile` against eager: reported (ratio >= 0.95 PASS, else WARN).
 """
 
@@ -240,8 +241,9 @@ def fashion(check: Check) -> None:
 
 
 def side_by_side(check: Check) -> None:
+    jobs = 2 if check.dry else 4  # the dry run: the stage works (two cores cannot overlap four jobs anyway)
     times = {}
-    for k in (1, 4):
+    for k in (1, jobs):
         sweep = check.out / f"side_by_side_{k}"
         seeds = ",".join(str(s) for s in range(k))
         began = time.perf_counter()
@@ -251,10 +253,10 @@ def side_by_side(check: Check) -> None:
         if failed(check, "side_by_side", proc):
             return
         times[k] = time.perf_counter() - began
-    ratio = times[4] / times[1]
-    limit = (3.0, 6.0) if check.dry else (2.0, 4.0)  # on 2 CPU cores 4 jobs cannot overlap much
-    check.verdict("side_by_side", "4 jobs against 1", "PASS" if ratio < limit[0] else "WARN" if ratio < limit[1]
-                  else "FAIL", f"{times[4]:.1f} s against {times[1]:.1f} s = {ratio:.2f}x",
+    ratio = times[jobs] / times[1]
+    limit = (1.5, 3.0) if check.dry else (2.0, 4.0)  # on 2 CPU cores 2 jobs overlap little
+    check.verdict("side_by_side", f"{jobs} jobs against 1", "PASS" if ratio < limit[0] else "WARN" if ratio < limit[1]
+                  else "FAIL", f"{times[jobs]:.1f} s against {times[1]:.1f} s = {ratio:.2f}x",
                   f"< {limit[0]}x PASS, < {limit[1]}x WARN")
 
 
