@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 EXECUTOR_INIT = ("max_num_timeout",)  # submitit takes these when the executor is made, the rest after
 GONE = "GONE"  # our name for a job the controller no longer lists; submitit counts any state it does not know as ended
 STATE_DELAY_S = 30  # at most this long between two state queries once a batch has run for a minute
+# A job's result file may show up on a shared file system a little after SLURM says the job ended; submitit waits
+# 15 s for it job by job, so every cancelled job of a batch added 15 s to the sweep. Here one grace for the batch.
+RESULT_GRACE_S = 15
 
 
 class SlurmJobEnded(CompactHydraException):
@@ -115,16 +118,23 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
             watched.watcher = watcher  # this batch only
         for job in jobs:
             job.wait()
-        return [self._returned(job, number, overrides)
+        grace = time.monotonic() + RESULT_GRACE_S
+        return [self._returned(job, number, overrides, grace)
                 for job, number, overrides in zip(jobs, numbers, job_overrides, strict=True)]
 
     @staticmethod
-    def _returned(job: Any, number: int, overrides: Sequence[str]) -> JobReturn:
-        """The job's own JobReturn, or a failed one naming why there is none."""
+    def _returned(job: Any, number: int, overrides: Sequence[str], grace: float) -> JobReturn:
+        """The job's own JobReturn, or a failed one naming why there is none (no result file by `grace`, a
+        time.monotonic() shared by the batch's jobs)."""
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
         name = f"SLURM job {job.job_id} (job {number} of the sweep)"
+        results = [task.paths.result_pickle for task in job._sub_jobs or [job]]  # a file per task
+        while not all(path.exists() for path in results) and time.monotonic() < grace:
+            time.sleep(0.5)
         try:
+            if not all(path.exists() for path in results):
+                raise UncompletedJobError(name)
             return job.results()[0]
         except UncompletedJobError:  # no result file
             state = job.state
