@@ -28,7 +28,9 @@ def test_the_gpu_check_dry_run_passes_on_a_cpu_and_writes_its_verdicts(tmp_path)
     assert report["dry"] is True
     assert "FAIL" not in results.values(), report["rows"]
     passed = {stage for (stage, _), result in results.items() if result == "PASS"}
-    assert passed >= {"smoke", "throughput", "profile", "deterministic", "fashion"}, results
+    assert passed >= {"smoke", "profile", "deterministic", "fashion"}, results
+    # a speed ratio, Lightning's against a bare loop: on a CPU shared with the test run it may fall below the GPU's bar
+    assert {result for (stage, _), result in results.items() if stage == "throughput"} <= {"PASS", "WARN"}, results
     assert results[("profile", "host read-backs per step")] == "PASS"
     assert results[("deterministic", "metrics.csv equal")] == "PASS"
     assert results[("resnet50", "-")] == results[("compile", "-")] == "SKIP"  # GPU only
