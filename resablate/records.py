@@ -33,13 +33,15 @@ import shutil
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from resablate import log as logs
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a table is read: a training run that reads none starts without it (0.27 s)
 
 log = logs.get(__name__)
 
@@ -59,6 +61,11 @@ NOT_IN_IDENTITY = ("resume", "objective", "compile", "channels_last", "logger", 
 # so that one number has one name in a W&B run; analysis/wandb_runs.py reads them back under summary.json's names.
 SUMMARY_METRICS = {"train_error": "train/err", "train_loss": "train/loss", "val_error": "val/err",
                    "test_error": "test/err", "val_error5": "val/err5", "test_error5": "test/err5"}
+# How a run ended: summary.json's `status`, best first (of two copies of one run, analysis keeps the better). The app
+# writes it, analysis reads it; a sweep's outcomes (resablate/app/outcomes.py) extend it.
+STATUSES = ("completed", "diverged", "pruned", "interrupted", "failed")
+FINAL = ("completed", "diverged", "pruned")  # resume=auto leaves these alone; an interrupted or failed run resumes
+MISSING = "missing"  # analysis's status of a run folder without a summary.json (killed, or never finished)
 SEED = "seed"
 OPEN_SEED = "<seed>"  # the seed left open: an arm's value of every key that follows the seed (`data.seed: ${seed}`)
 
@@ -315,6 +322,8 @@ class RunFolder:
         return fresh
 
     def metrics(self) -> pd.DataFrame:
+        import pandas as pd
+
         file = self.path / METRICS
         return pd.read_csv(file) if file.exists() else pd.DataFrame(columns=["step"])
 
@@ -452,6 +461,8 @@ def metrics_rows(run_dir: str | os.PathLike, up_to_step: int) -> dict[int, dict[
     """The rows of metrics.csv up to `up_to_step`, for a resumed job (a killed job may have written past its
     checkpoint). A metrics.csv that cannot be read as ours (cut off mid-header, junk) is set aside, bytes kept: the
     resumed job goes on without the rows before its checkpoint rather than fail on every re-run."""
+    import pandas as pd
+
     file = Path(run_dir) / METRICS
     if not file.exists():
         return {}
@@ -500,10 +511,12 @@ def find_run_folders(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def load_runs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """One row per run folder: its summary.json, or status 'missing' (no summary: killed or never finished)."""
+    import pandas as pd
+
     rows = []
     for folder in find_run_folders(paths):
         summary = RunFolder(folder).summary()
-        row = dict(summary) if summary is not None else {"status": "missing"}
+        row = dict(summary) if summary is not None else {"status": MISSING}
         row["run_dir"] = str(folder)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pandas as pd
 from omegaconf import DictConfig
 
 from resablate import log as logs
@@ -137,6 +136,7 @@ def wandb_logger(
     made the run (resablate/app/provenance.py)."""
     if mode == "disabled":
         return None
+    import pandas as pd  # here, with W&B: a run without W&B starts without pandas
     import wandb
 
     arch = net.describe()
