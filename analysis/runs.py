@@ -25,7 +25,7 @@ import pandas as pd
 
 from resablate.builder import architecture, data_class
 from resablate.models import SHORTCUTS
-from resablate.records import CONFIG, RunFolder, code_label, digest, load_metrics, load_runs
+from resablate.records import CONFIG, MISSING, STATUSES, RunFolder, code_label, digest, load_metrics, load_runs
 
 DEFAULT_RUNS = ("multirun", "outputs")
 # summary.json keys every frame has, so that selections work on an empty or partial frame.
@@ -39,7 +39,7 @@ COLUMNS = (
 SUMMARY_ARM = ("dataset", "test_protocol", "recipe", "max_steps", "family", "shortcut", "depth", "block",
                "global_batch", "precision")
 PRECISION_KEY = "trainer.precision"
-STATUS_RANK = {"completed": 0, "diverged": 1, "pruned": 2, "interrupted": 3, "failed": 4, "missing": 5}
+STATUS_RANK = {status: rank for rank, status in enumerate((*STATUSES, MISSING))}  # the better copy of a run first
 PLAIN = "none"
 # Data sets as papers and readers name them (the keys are the data modules' `name`, conf/data/NAME.yaml).
 DATASET_TITLES = {"cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "imagenet": "ImageNet",

@@ -6,7 +6,8 @@ mean of its test error. Arms that share a method name, recipe and data set but d
 rate, a constructed start) are separate rows, with the keys that tell them apart in the `config` column. A group
 matches a paper row by (shortcut, depth, block);
 paper rows with no runs are listed with n = 0, groups the paper has no row for are listed after its rows, and runs that
-did not complete (failed, diverged, pruned, missing) are counted per row and listed in the notes, never dropped.
+did not complete (diverged, pruned, interrupted, failed, missing) are counted per row and listed in the notes, never
+dropped.
 Deviation: our errors are single-crop test errors of the data module's test set (ImageNet: val/); R1's ImageNet numbers
 are 10-crop.
 """
@@ -21,6 +22,7 @@ import pandas as pd
 from .output import Artifact, fmt, write_table
 from .paper import PAPER_DATASET, PAPER_TEST_PROTOCOL, TABLE2, TABLE3, TABLE6, TORCHVISION_PARAMS, PaperRow
 from .runs import (
+    STATUS_RANK,
     Runs,
     arm_differences,
     dataset_title,
@@ -33,7 +35,7 @@ from .runs import (
 from .stats import INTERVAL, summary
 
 KEY = ["dataset", "test_protocol", "recipe", "max_steps", "shortcut", "depth", "block"]  # what a row is named by
-INCOMPLETE = ("failed", "diverged", "pruned", "interrupted", "missing")
+INCOMPLETE = tuple(status for status in STATUS_RANK if status != "completed")  # the statuses counted per row
 
 
 # ------------------------------------------------------------------------------------------------------------ table 1

@@ -17,6 +17,7 @@ from resablate import log as logs
 from resablate.app import compat
 from resablate.app.hardware import apply_threads
 from resablate.app.neighbours import Neighbours
+from resablate.app.outcomes import SIGNAL
 
 log = logs.get(__name__)
 
@@ -207,7 +208,7 @@ class Preemption(pl.Callback):
         before = self.before.get(self.received)
         if callable(before) and before is not signal.default_int_handler:  # that one would raise KeyboardInterrupt
             before(self.received, None)
-        raise Interrupted(128 + self.received)
+        raise Interrupted(SIGNAL + self.received)
 
 
 def _duration(seconds: float) -> str:

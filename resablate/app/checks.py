@@ -12,7 +12,6 @@ import difflib
 import inspect
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from resablate.app.outcomes import Refused
 from resablate.app.schema import ResablateConfig, TrainerConfig
 from resablate.builder import ConfigError, build_datamodule, build_net, enum_name, optimizer_class, to_container
 from resablate.paths import CONF_DIR, SWEEPS_DIR
@@ -332,12 +332,6 @@ def check_directions(objective: Any, direction: Any) -> None:
                           "objective (minimize or maximize)")
 
 
-def refuse(message: str) -> None:
-    """The one line a user sees for a bad value, and exit status 2."""
-    print(f"resablate: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def check_slurm(launcher: DictConfig) -> None:
     """A SLURM launcher needs SLURM's tools here and a partition the cluster has: else one line before any job (submitit
     would fail at submission, in a traceback)."""
@@ -347,9 +341,9 @@ def check_slurm(launcher: DictConfig) -> None:
     if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
         return
     if shutil.which("sbatch") is None:
-        refuse("hydra/launcher=slurm needs sbatch on the PATH (run the sweep where SLURM's tools are, or try it on "
-               "this machine with scripts/local_cluster.sh start; hydra/launcher=local runs it without SLURM); no job "
-               "was started")
+        raise Refused("hydra/launcher=slurm needs sbatch on the PATH (run the sweep where SLURM's tools are, or try it "
+                      "on this machine with scripts/local_cluster.sh start; hydra/launcher=local runs it without "
+                      "SLURM); no job was started")
     partition = launcher.get("partition")
     if partition:
         try:
@@ -358,8 +352,8 @@ def check_slurm(launcher: DictConfig) -> None:
             return  # sinfo cannot tell: sbatch will
         partitions = sorted({p.rstrip("*") for p in out.split()})
         if partitions and str(partition) not in partitions:
-            refuse(f"hydra.launcher.partition={partition} is not a partition of this cluster; valid: "
-                   f"{', '.join(partitions)}; no job was started")
+            raise Refused(f"hydra.launcher.partition={partition} is not a partition of this cluster; valid: "
+                          f"{', '.join(partitions)}; no job was started")
 
 
 def search_extremes(params: dict[str, str], shared: list[str]) -> list[tuple[str, list[str]]]:
@@ -438,14 +432,14 @@ class SweepCheck(Callback):
             except (HydraException, ValueError):
                 return  # Hydra reports a bad sweep itself
         if n_jobs > 1 and "${" not in str(subdir):
-            refuse(f"hydra.sweep.subdir={subdir} is one folder for all {n_jobs} jobs of the sweep: each needs its "
-                   "own (the default is ${hydra.job.num}); no job was started")
+            raise Refused(f"hydra.sweep.subdir={subdir} is one folder for all {n_jobs} jobs of the sweep: each needs "
+                          "its own (the default is ${hydra.job.num}); no job was started")
         swept = [*params, *(k for grid in grids.values() for k in (grid or {}))]
         check_slurm(config.hydra.launcher)
         if "joblib" in str(config.hydra.launcher.get("_target_", "")).lower() and config.hydra.launcher.get(
                 "n_jobs") == 0:
-            refuse("hydra.launcher.n_jobs=0 runs no job; valid: a number of jobs side by side >= 1, or -1 for one per "
-                   "core (-2: all but one, ...); no job was started")
+            raise Refused("hydra.launcher.n_jobs=0 runs no job; valid: a number of jobs side by side >= 1, or -1 for "
+                          "one per core (-2: all but one, ...); no job was started")
         chooses_data = any(k.lstrip("+~").split(".")[0].split("/")[0] == "data" for k in swept)
         checked: set[str] = set()
         for number, job in enumerate(jobs):
@@ -464,15 +458,15 @@ class SweepCheck(Callback):
                     checked.add(data)
                     check_data(datamodule)
             except ConfigError as err:
-                refuse(f"{where}: {str(err).rstrip('.')}; no job was started")
+                raise Refused(f"{where}: {str(err).rstrip('.')}; no job was started") from None
             except Exception:  # not composable here (an interpolation of the hydra node, a glob): the jobs report it
                 break
         for what, job in searched:  # values the search can give, before a study exists: each end, every choice
             try:
                 check_job(compose(kwargs.get("config_name") or "config", overrides=job))
             except ConfigError as err:
-                refuse(f"the sweep: {what} can give a job that cannot run: {str(err).rstrip('.')}; no job was started "
-                       "and no study made")
+                raise Refused(f"the sweep: {what} can give a job that cannot run: {str(err).rstrip('.')}; no job "
+                              "was started and no study made") from None
             except Exception:  # not composable (a misspelt key): the sweeper refuses it in its own words
                 break
         from resablate.app.tracking import check_wandb  # pandas and torch: only once a sweep is about to start
@@ -480,7 +474,7 @@ class SweepCheck(Callback):
         try:
             check_wandb(str(to_container(config.get("logger", {}).get("wandb", {}).get("mode", "auto"))))
         except ConfigError as err:
-            refuse(f"the sweep: {err}; no job was started")
+            raise Refused(f"the sweep: {err}; no job was started") from None
         SWEEP["dir"] = str(config.hydra.sweep.dir)  # checked: the sweep starts, and ends with its closing line
         if basic:
             SWEEP["jobs"] = str(len(jobs))  # the closing line counts those that never ran (a cancelled SLURM job)

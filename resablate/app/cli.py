@@ -1,16 +1,12 @@
-"""`python -m resablate [overrides] [-m]`: parse, run Hydra, and turn errors into one line and an exit status.
+"""`python -m resablate [overrides] [-m]`: parse, run Hydra, and turn errors into one line and an exit status (the
+table of outcomes and statuses: resablate/app/outcomes.py; this is the one module that exits).
 
-Exit status of one run: 0 completed (or already done), 1 an error Hydra reports (a value of the wrong type, a bad sweep
-grammar) or a crash, 2 bad input or a run folder of another job (or held by another live job), 3 diverged, 128 + N
-stopped by signal N after saving a checkpoint (130: Ctrl-C, 143: SIGTERM).
-
-A sweep (-m) checks what it can of every job first (checks.SweepCheck: a bad value, a missing data set: one line, exit
-2, no job started). Then a job that fails, is refused or diverges does not stop the others: each says so in one line,
-and the sweep ends with one line counting its jobs by how they ended and exits with the worst: 1 if any failed, else 2
-if any was refused, else 3 if any diverged, else 0 (completed, pruned, already done, or left to another live worker).
-A signal stops the sweep with 128 + N, after the same line. A SLURM job that ended without returning (scancel, a lost
-node) fails the sweep (1) once the others are done; its folder says how far it got (`interrupted` after a scancel),
-and a job that never started is counted as "did not run". The same command runs what is left.
+A sweep (-m) checks what it can of every job first (checks.SweepCheck: a bad value, a missing data set: one line, no
+job started). Then a job that fails, is refused or diverges does not stop the others: each says so in one line, and
+the sweep ends with one line counting its jobs by how they ended, and exits with the worst (outcomes.sweep_code). A
+signal stops the sweep with 128 + N, after the same line. A SLURM job that ended without returning (scancel, a lost
+node) fails the sweep once the others are done; its folder says how far it got (`interrupted` after a scancel), and a
+job that never started is counted as "did not run". The same command runs what is left.
 """
 
 from __future__ import annotations
@@ -19,11 +15,13 @@ import atexit
 import errno
 import gc
 import os
+import signal
 import sys
 import time
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,15 +33,13 @@ from omegaconf import DictConfig
 
 from resablate import log as logs
 from resablate.app import checks, naming, schema
+from resablate.app.outcomes import EXIT_CODES, ORDER, SIGNAL, Refused, sweep_code
 from resablate.builder import ConfigError
 from resablate.paths import CONF_DIR
 from resablate.records import RunFolder, RunFolderBusy, read_outcomes, write_outcome
 
 SWEEPER_PARAMS = "hydra.sweeper.params."
 TOKEN_ENV = "RESABLATE_SWEEP_RUN"  # names this run of a sweep: its jobs' outcomes are collected under it
-EXIT_CODES = {"failed": 1, "refused": 2, "diverged": 3, "already diverged": 3}  # the worst wins; others are 0
-ORDER = ("completed", "already completed", "pruned", "already pruned", "skipped", "diverged", "already diverged",
-         "refused", "failed", "interrupted", "did not run")
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)  # the disk, not the code: one line, exit 1
 EXIT_HANDLER: list = []  # skip_collecting_at_exit, once registered
 EXISTED: set[Path] = set()  # what of the run folder (and the folders above it) was there before Hydra ran
@@ -67,7 +63,7 @@ def main(cfg: DictConfig):
         value, status = train(cfg)
     except (ConfigError, RunFolderBusy, MisconfigurationException) as err:  # the last: pl.Trainer refused an option
         run.remove_hydra_files(existed=EXISTED, digest=naming.identity(cfg)[0])
-        checks.refuse(_refusal(err))
+        refuse(_refusal(err))
     except OSError as err:
         if err.errno not in STORAGE_ERRORS:
             raise
@@ -76,9 +72,9 @@ def main(cfg: DictConfig):
                   else "no checkpoint was written")
         print(f"resablate: error: {err.strerror} ({err.filename or run.path}): the run stopped, status failed; "
               f"{resume}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    if status in ("diverged", "already diverged"):
-        sys.exit(3)  # the summary and the console line say where; a script or a scheduler sees it failed
+        sys.exit(EXIT_CODES["failed"])
+    if EXIT_CODES.get(status):  # diverged: the summary and the console line say where; a script or a scheduler sees it
+        sys.exit(EXIT_CODES[status])
     return value
 
 
@@ -123,6 +119,12 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
     return objective_value(cfg, outcome)  # NaN, one per objective, as for any job that did not complete
 
 
+def refuse(message: str) -> NoReturn:
+    """The one line a user sees for bad input or environment, and `refused`'s exit status."""
+    print(f"resablate: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_CODES["refused"])
+
+
 def _refusal(err: BaseException) -> str:
     """The one line of a refused job: ours name the key; Lightning's Trainer names its own option."""
     return str(err) if isinstance(err, (ConfigError, RunFolderBusy)) else f"pl.Trainer (trainer.*): {err}"
@@ -139,9 +141,8 @@ def _close_sweep(token: str, code: int) -> int:
     counts["did not run"] = max(int(checks.SWEEP.get("jobs", 0)) - len(outcomes), 0)
     if code == 2 and not outcomes and not counts["did not run"]:
         return code  # refused by its sweeper before any job, in its own one line
-    worst = max((EXIT_CODES.get(status, 0) for status in counts), default=0, key=lambda c: (c == 1, c == 2, c))
     if code == 0:
-        code = worst
+        code = sweep_code(status for status, n in counts.items() if n)
     parts = [f"{counts[s]} {s}" for s in (*ORDER, *sorted(set(counts) - set(ORDER))) if counts[s]]
     bad = [o for o in outcomes if o.get("error") and o.get("status") in ("failed", "refused")]
     named = "; ".join(f"job {o['number']} ({o['overrides']}): {o['error']}" for o in bad[:3])
@@ -313,12 +314,15 @@ def cli() -> None:
         check_characters(sys.argv[1:])
         run_dir = checks.check_output_dir(sys.argv[1:], multirun=runs_a_sweep(sys.argv[1:]))
     except ConfigError as err:
-        checks.refuse(str(err))
+        refuse(str(err))
     EXISTED.clear()
     checks.SWEEP.clear()
     if not runs_a_sweep(sys.argv[1:]):
         EXISTED.update(RunFolder(run_dir or Path("outputs", "<named once composed>")).existing())
-        main()
+        try:
+            main()
+        except Refused as refusal:
+            refuse(refusal.message)
         return
     token = f"{os.getpid()}-{time.time_ns()}"
     # Every job sees it, whichever launcher runs it; among the overrides (argparse takes them in one run of words).
@@ -328,9 +332,11 @@ def cli() -> None:
     try:
         main()
     except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
+        if isinstance(exit_, Refused):
+            print(f"resablate: error: {exit_.message}", file=sys.stderr, flush=True)
+        code = exit_.code if isinstance(exit_.code, int) else EXIT_CODES["failed"]
     except KeyboardInterrupt:
-        code = 130
+        code = SIGNAL + signal.SIGINT
     finally:
         code = _close_sweep(token, code)
     sys.exit(code)

@@ -37,6 +37,7 @@ from lightning_fabric.plugins.environments import ClusterEnvironment
 
 from resablate import log as logs
 from resablate.app import compat
+from resablate.app.outcomes import SIGNAL
 from resablate.builder import ConfigError, to_container
 from resablate.records import write_rank_record
 
@@ -222,7 +223,7 @@ def spawn_ranks(rank_main, cfg, devices: int, previous: dict | None) -> None:
         while not ranks.join():  # a rank that fails ends the others and raises here, with its traceback
             pass
     except mp.ProcessExitedException as err:
-        if err.exit_code > 128:  # stopped by a signal (the ranks exit with 128 + N): so does the job
+        if err.exit_code > SIGNAL:  # stopped by a signal (the ranks exit with 128 + N): so does the job
             raise SystemExit(err.exit_code) from None
         raise
     finally:

@@ -7,9 +7,8 @@ so a bad value costs seconds, not a run. Then the run folder is locked, resumed 
 
 Nothing is lost: a job killed outright resumes from its last checkpoint (written atomically every N steps) and ends
 bitwise equal to an uninterrupted one on CPU; SIGTERM, SIGUSR1 and SIGUSR2 (SLURM preemption and time limits) save a
-checkpoint at the next step boundary first. Exit status of `python -m resablate` (one run): 0 completed, 2 bad input or
-a run folder held by another live job, 3 diverged, 128 + N stopped by signal N (143 for SIGTERM); under `-m` a diverged
-job returns NaN, so the sweep goes on and an Optuna trial is told FAIL.
+checkpoint at the next step boundary first. The exit status each ending gives: resablate/app/outcomes.py. Under `-m` a
+diverged job returns NaN, so the sweep goes on and an Optuna trial is told FAIL.
 """
 
 from __future__ import annotations
@@ -60,11 +59,10 @@ from resablate.app.tracking import check_wandb, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
 from resablate.builder import ConfigError, build_net, enum_name, initialise_from, to_container
 from resablate.models import ResNet, count_macs, count_params
-from resablate.records import LAST, SUMMARY_METRICS, RunFolder, RunFolderBusy, code_label
+from resablate.records import FINAL, LAST, SUMMARY_METRICS, RunFolder, RunFolderBusy, code_label
 
 log = logs.get(__name__)
 
-FINAL = ("completed", "diverged", "pruned")  # statuses that resume=auto leaves alone; failed and interrupted resume
 
 
 @dataclass
