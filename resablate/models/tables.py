@@ -4,6 +4,7 @@ builder."""
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
 from resablate.models.counting import count_macs, count_params
 from resablate.models.network import IMAGENET_STAGES, build_network
@@ -24,11 +25,14 @@ def table1(shortcut: str = "projection", stride_on: str = "1x1") -> pd.DataFrame
 
     rows = []
     for depth in PAPER_GMACS:
-        net = build_network(depth, shortcut=shortcut, family="imagenet", num_classes=1000, stride_on=stride_on)
+        with torch.device("meta"):  # shapes only: counted, never initialised (VGG-19's 144M weights took seconds)
+            net = build_network(depth, shortcut=shortcut, family="imagenet", num_classes=1000, stride_on=stride_on)
         rows.append(_row(f"{depth}-layer", depth, IMAGENET_STAGES[depth][0], net, PAPER_GMACS[depth],
                          "x".join(map(str, net.arch.stage_depths))))
-    plain = build_network(34, shortcut="none", family="imagenet", num_classes=1000)
-    baselines = {"VGG-19": (19, "vgg", torchvision.models.vgg19(), "16 conv + 3 fc"),
+    with torch.device("meta"):
+        plain = build_network(34, shortcut="none", family="imagenet", num_classes=1000)
+        vgg = torchvision.models.vgg19()
+    baselines = {"VGG-19": (19, "vgg", vgg, "16 conv + 3 fc"),
                  "34-layer plain": (34, "basic", plain, "x".join(map(str, plain.arch.stage_depths)))}
     for name, (depth, block, net, stages) in baselines.items():
         rows.append(_row(name, depth, block, net, PAPER_BASELINE_GMACS[name], stages))
@@ -46,7 +50,8 @@ def cifar_params(shortcut: str = "zero_pad") -> pd.DataFrame:
     """CIFAR family, basic blocks, option A: the exact parameter counts behind R1 Table 6's rounded column."""
     rows = []
     for depth, paper in PAPER_CIFAR_PARAMS.items():
-        net = build_network(depth, shortcut=shortcut, family="cifar", num_classes=10)
+        with torch.device("meta"):
+            net = build_network(depth, shortcut=shortcut, family="cifar", num_classes=10)
         rows.append(
             {
                 "depth": depth,
