@@ -153,7 +153,7 @@ def test_three_workers_two_of_them_slurm_jobs_share_one_postgresql_study(cluster
         assert run["status"] == "completed" and run["seed"] == trial.params["seed"]
 
 
-RESUMABLE = [*TINY, "shortcut=dropout_shortcut", "trainer.max_steps=300", "trainer.checkpoint_every_n_steps=4",
+RESUMABLE = [*TINY, "shortcut=dropout_shortcut", "trainer.max_steps=60", "trainer.checkpoint_every_n_steps=4",
              "trainer.log_every_n_steps=3", "trainer.deterministic=true", "seed=5"]
 
 
@@ -189,7 +189,7 @@ def test_scontrol_requeue_mid_run_resumes_in_the_same_folder_equal_to_its_twin(c
     stopped = re.search(r"interrupted by SIGTERM at step (\d+) \(the same command resumes it\)", log)
     assert stopped and int(stopped.group(1)) == 11, log[-3000:]  # the first attempt stopped after the held step
     summary = RunFolder(run / "0").summary()
-    assert (summary["status"], summary["steps"]) == ("completed", 300)
+    assert (summary["status"], summary["steps"]) == ("completed", 60)
     curves = [pd.read_csv(d / "0" / "metrics.csv").drop(columns=["train/ips"]) for d in (run, twin)]
     pd.testing.assert_frame_equal(*curves)
 
