@@ -60,7 +60,6 @@ def resolve_job_storage(spec: str) -> str:
                                "the launcher must hand the sweeper's environment down to its jobs")
         return os.environ[name]
     return spec
-_RUNG_PRUNERS = ("successive_halving", "hyperband")  # they keep their state in the trial's system attrs
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +99,7 @@ class TrialHandle:
         self.number = int(number)
         self.pruner = dict(pruner or {"name": "none"})
         self.n_objectives = int(n_objectives)
-        self._reported: dict[int, float] = {}  # this attempt's values: a taken-over trial starts afresh
-        self._frozen: Any = None
+        self._last_step: int | None = None  # the step this job reported last
 
     def __repr__(self) -> str:
         return f"TrialHandle(study_name={self.study_name!r}, number={self.number}, trial_id={self.trial_id})"
@@ -137,24 +135,20 @@ class TrialHandle:
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
         _storage(self.storage).set_trial_intermediate_value(self.trial_id, step, value)
-        self._reported[step] = value
+        self._last_step = step
 
     def should_prune(self) -> bool:
-        """Whether the sweep's pruner stops this trial now, judged on the values this job reported."""
+        """Whether the sweep's pruner stops this trial now, judged on the values stored for it at steps up to the one
+        this job reported last: after a takeover the job resumes its run, whose earlier reports (the attempt that died)
+        are its own history; what that attempt reported past the current step counts once this job reports it again.
+        The app's side of the contract (resablate/app/pruning.py) judges the same way."""
         if self.multi_objective or self.pruner.get("name", "none") == "none":
             return False
         study = self.study
-        trial = copy.copy(self._frozen_trial())
-        trial.intermediate_values = dict(self._reported)
-        if self.pruner["name"] in _RUNG_PRUNERS:
-            trial.system_attrs = _storage(self.storage).get_trial_system_attrs(self.trial_id)
+        trial = copy.copy(_storage(self.storage).get_trial(self.trial_id))
+        last = -1 if self._last_step is None else self._last_step
+        trial.intermediate_values = {s: v for s, v in trial.intermediate_values.items() if s <= last}
         return bool(study.pruner.prune(study, trial))
-
-    def _frozen_trial(self) -> Any:
-        if self._frozen is None:
-            self.study  # noqa: B018  (opens storage and study once)
-            self._frozen = _storage(self.storage).get_trial(self.trial_id)
-        return self._frozen
 
 
 def current_trial() -> TrialHandle | None:

@@ -14,12 +14,12 @@ and runs the union of the products (params x grid, for each grid in order), each
 grammar (`a,b,c`, `range(...)`, `glob(...)`), and command-line overrides replace a key in every grid, as with the
 basic sweeper: `python -m resablate +sweep=table6 seed=0 depth=20` keeps one job per grid.
 
-Job folders: `<sweep dir>/<the job's params, grid and command-line-swept overrides>` (resablate's run-folder naming),
-not `<sweep dir>/<job number>`. Numbers depend on the order of the whole sweep, so editing a sweep file (one more
-depth, one more seed) would send a job to the folder of another run, which `resume=auto` would then skip as
-completed; a name made of the job's own overrides always finds its own run. A `hydra.sweep.subdir` of your own (in a
-config or on the command line, anything but Hydra's default `${hydra.job.num}`) is honoured as it is. Without `grids`
-this is the basic sweeper with named folders.
+Job folders: `<sweep dir>/<the job's params, grid and command-line-swept overrides>` (resablate's run-folder naming,
+an alias such as `shortcut=A` named by the option it stands for), not `<sweep dir>/<job number>`. Numbers depend on
+the order of the whole sweep, so editing a sweep file (one more depth, one more seed) would send a job to the folder
+of another run, which `resume=auto` would then skip as completed; a name made of the job's own overrides always finds
+its own run. A `hydra.sweep.subdir` of your own (in a config or on the command line, anything but Hydra's default
+`${hydra.job.num}`) is honoured as it is. Without `grids` this is the basic sweeper with named folders.
 """
 
 # No `from __future__ import annotations` here: Hydra's plugin scan executes this module before it is in sys.modules,
@@ -58,6 +58,18 @@ def folder_name(overrides: Sequence[str]) -> str:
     if len(name) > MAX_NAME:
         name = name[: MAX_NAME - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
     return name
+
+
+def _alias(repository: Any, group: str, option: str) -> str | None:
+    """The option of `group` that `option` is a second name for, else None."""
+    found = repository.load_config(f"{group}/{option}")
+    if found is None:
+        return None
+    names = [getattr(d, "path", None) for d in found.defaults_list or []]
+    if len(found.config) == 0 and len(names) == 2 and names[1] == "_self_" and names[0] \
+            and repository.load_config(f"{group}/{names[0]}") is not None:
+        return names[0]
+    return None
 
 
 @dataclass
@@ -133,10 +145,24 @@ class GridsSweeper(sweeper.Sweeper):
                     if own_subdir:
                         jobs.append(list(job))
                         continue
-                    folder = folder_name([o for o in job if o.split("=", 1)[0] in named])
+                    folder = folder_name([self.canonical(o) for o in job if o.split("=", 1)[0] in named])
                     subdir = QuotedString(text=folder, quote=Quote.single).with_quotes()
                     jobs.append([*job, f"hydra.sweep.subdir={subdir}"])
         return jobs
+
+    def canonical(self, line: str) -> str:
+        """`group=option` with each option that is only a second name for another of its group (its file is the
+        defaults list `[other, _self_]`, as conf/shortcut/A.yaml is for zero_pad) as `group=other`: the rule the app
+        names its run folders by (resablate/app/naming.py `canonical`), read here through Hydra's config repository,
+        as the plugin imports nothing of the app. One run, one folder, however its options were spelt."""
+        key, sep, value = line.partition("=")
+        group = key.lstrip("+~")
+        loader = getattr(self.hydra_context, "config_loader", None)
+        repository = getattr(loader, "repository", None)
+        if not sep or repository is None or not re.fullmatch(r"[\w-]+", group) \
+                or not re.fullmatch(r"[\w.-]+(,[\w.-]+)*", value) or not repository.group_exists(group):
+            return line
+        return f"{key}=" + ",".join(_alias(repository, group, option) or option for option in value.split(","))
 
     def sweep(self, arguments: list[str]) -> Any:
         """The basic sweeper's loop (save multirun.yaml, check each batch composes, launch), except that a failed job

@@ -10,14 +10,22 @@ launcher) to a JSON object:
      "study_name": str, "trial_id": int, "number": int, "n_objectives": int,
      "pruner": {"name": "none" | "median" | "successive_halving" | "hyperband", **its arguments}}
 
-The job opens the study from that storage in its own process, reports to its trial with optuna's own `Trial`
-(`report`, `should_prune`), and answers a pruned trial by raising `optuna.TrialPruned`, which the sweeper records as
-PRUNED. Multi-objective trials cannot be pruned (optuna's `Trial.report` is single-objective). optuna is imported only
-when a job has a trial.
+The job opens the study from that storage in its own process, stores each report as its trial's intermediate value
+at that step (a later report of a step replaces it), asks the study's pruner, and answers a pruned trial by raising
+`optuna.TrialPruned`, which the sweeper records as PRUNED. Multi-objective trials cannot be pruned (optuna's pruners
+judge one value). optuna is imported only when a job has a trial.
+
+Which reports count: those stored for the trial at steps up to the one just reported. After a takeover (the sweeper
+relaunches a trial whose worker died) the job resumes from its run folder's last checkpoint: the reports before it are
+this run's own history, made by the attempt that died, and count; the ones that attempt made past the current step
+are not yet this run's, and count once this job reports those steps again. The plugin's own job side
+(hydra_plugins/resablate_optuna_sweeper/trial.py) judges the same way; tests/sweeper/test_contract.py feeds both the
+same trial description and reports.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -32,30 +40,40 @@ class Trial:
 
     def __init__(self, info: dict[str, Any]):
         self.info = info
-        self._trial: Any = None
+        self.trial_id = int(info["trial_id"])
+        self._study: Any = None
+        self._storage: Any = None
+        self._last_step: int | None = None  # the step this job reported last
 
     @property
     def multi_objective(self) -> bool:
         return int(self.info.get("n_objectives", 1)) > 1
 
-    def _open(self) -> Any:
-        if self._trial is None:
+    @property
+    def study(self) -> Any:
+        if self._study is None:
             import optuna
 
-            study = optuna.load_study(study_name=self.info["study_name"],
-                                      storage=_storage(_from_env(str(self.info["storage"]))),
-                                      pruner=_pruner(self.info.get("pruner")))
-            self._trial = optuna.trial.Trial(study, int(self.info["trial_id"]))
-        return self._trial
+            self._storage = _storage(_from_env(str(self.info["storage"])))
+            self._study = optuna.load_study(study_name=self.info["study_name"], storage=self._storage,
+                                            pruner=_pruner(self.info.get("pruner")))
+        return self._study
 
     def report(self, value: float, step: int) -> None:
         if not self.multi_objective:
-            self._open().report(float(value), step=int(step))
+            self.study  # noqa: B018  (opens the storage and the study once)
+            self._storage.set_trial_intermediate_value(self.trial_id, int(step), float(value))
+            self._last_step = int(step)
 
     def should_prune(self) -> bool:
+        """The study's pruner on the reports that count (the module's docstring says which)."""
         if self.multi_objective or (self.info.get("pruner") or {}).get("name", "none") == "none":
             return False
-        return bool(self._open().should_prune())
+        study = self.study
+        trial = copy.copy(self._storage.get_trial(self.trial_id))
+        last = -1 if self._last_step is None else self._last_step
+        trial.intermediate_values = {s: v for s, v in trial.intermediate_values.items() if s <= last}
+        return bool(study.pruner.prune(study, trial))
 
 
 _CURRENT: dict[str, Trial] = {}  # env value -> its Trial: one study connection per trial and process
