@@ -61,11 +61,12 @@ def resolve_job_storage(spec: str) -> str:
         return os.environ[name]
     return spec
 
+
 log = logging.getLogger(__name__)
 
 _STORAGES: dict[str, Any] = {}  # storage spec -> optuna storage, one per process
 _STUDIES: dict[tuple[str, str, str], Any] = {}  # (storage, study_name, pruner json) -> optuna Study
-_HANDLES: dict[str, TrialHandle] = {}  # env value -> handle, so repeated calls share reported values
+_HANDLES: dict[str, TrialHandle] = {}  # env value -> handle, so repeated calls share the step reported last
 
 
 def trial_env(storage: str, study_name: str, trial_id: int, number: int, pruner: dict, n_objectives: int) -> str:
