@@ -16,7 +16,7 @@ TPE sample the excluded end of `range(a, b)`. Here:
 - A trial left RUNNING by a dead worker (killed sweep) is taken over by the next run: same number, parameters,
   overrides and folder. A worker marks its trials with its machine and process (and a heartbeat every
   `heartbeat_interval` s): on the same machine a trial is stale when its process is gone; from another machine when
-  its heartbeat is older than `stale_after`. A live worker's trial is never taken over.
+  its heartbeat is older than `stale_after` (_liveness.py). A live worker's trial is never taken over.
 - Failed jobs are told FAIL (reason in the trial's system attr `fail_reason`) and the sweep goes on until the failed
   fraction of the study's finished trials exceeds `max_failure_rate`. A job that returns NaN or inf (a run that
   diverged) is told FAIL too, but does not count there: it is an outcome of its parameters, not a broken job.
@@ -24,74 +24,40 @@ TPE sample the excluded end of `range(a, b)`. Here:
 
 from __future__ import annotations
 
-import csv
-import importlib
-import importlib.util
 import logging
-import math
-import os
 import re
-import socket
-import sys
-import tempfile
-import threading
 import time
-import traceback
-import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
-from hydra._internal.grammar.utils import escape_special_characters
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import HydraException
+from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import CategoricalDistribution, check_distribution_compatibility
 from optuna.trial import TrialState
 
-from ._samplers import (
-    check_directions,
-    grid_size,
-    make_pruner,
-    make_sampler,
-    pruner_from_conf,
-    pruner_spec,
-    sampler_from_conf,
-)
-from ._space import (
-    SearchSpace,
-    _first_line,
-    default_study_name,
-    format_number,
-    param_from_spec,
-    parse_search_space,
-)
-from ._storage import _redact, _scrub, cannot_open, open_storage, resolve_storage, storage_lock
+from ._custom import extra_override, load_callable
+from ._liveness import HEARTBEAT_ATTR, OWNER_ATTR, is_stale, live_worker
+from ._outcome import NON_FINITE, job_outcome
+from ._results import write_results
+from ._samplers import check_directions, grid_size, make_sampler, pruner_from_conf, pruner_spec, sampler_from_conf
+from ._space import SearchSpace, add_search_space, default_study_name, parse_search_space
+from ._storage import resolve_storage, storage_lock
+from ._study import check_composition, check_study, open_study
 from .config import OptunaSweeperError
 from .trial import storage_for_jobs, trial_env
 
 log = logging.getLogger(__name__)
 
-OWNER_ATTR = "resablate:owner"  # {worker, host, machine, pid, start}: who runs the trial
-HEARTBEAT_ATTR = "resablate:heartbeat"  # time.time() of the owner's last liveness mark
 OVERRIDES_ATTR = "resablate:overrides"  # the job's task overrides, replayed when the trial is taken over
 FAIL_REASON_ATTR = "fail_reason"  # the key optuna itself uses for failed trials
 TRACEBACK_ATTR = "resablate:traceback"
 NON_FINITE_ATTR = "resablate:non_finite"  # FAIL because the objective was NaN/inf: not counted by max_failure_rate
-NON_FINITE = "the task returned a non-finite objective"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-RESULTS_FILE = "optuna_results.yaml"
-THEIR_RESULTS_FILE = "optimization_results.yaml"  # hydra-optuna-sweeper's name and format
-PARETO_FILE = "pareto_front.csv"
-
-_LIVE_WORKERS: set[str] = set()  # worker tokens sweeping in this process right now
 
 
 @dataclass
@@ -180,10 +146,7 @@ class OptunaSweeperImpl:
         if self.search_space:  # hydra-optuna-sweeper's older form; params and the command line win on a key
             log.warning("Optuna sweeper: hydra.sweeper.search_space is hydra-optuna-sweeper's deprecated form; "
                         "hydra.sweeper.params takes the same in Hydra's grammar")
-            taken = {p.key.lstrip("+") for p in self.space.params.values()} | {
-                f.split("=", 1)[0].lstrip("+~") for f in self.space.fixed}
-            extra = {name: param_from_spec(name, spec) for name, spec in self.search_space.items() if name not in taken}
-            self.space.params = {**extra, **self.space.params}
+            add_search_space(self.space, self.search_space)
         if not self.space.params:
             log.warning(
                 "Optuna sweeper: no parameter to sweep (hydra.sweeper.params is empty): "
@@ -191,9 +154,9 @@ class OptunaSweeperImpl:
             )
 
         self._extend = load_callable(self.custom_search_space) if self.custom_search_space else None
-        # Build the sampler once now so that an unknown name or bad sampler_args fail before any job.
-        self._sampler = None
-        self._make_sampler(self.seed)
+        # Built before any job, so that an unknown name or bad sampler_args fail here; the study keeps this sampler.
+        sampler = self._make_sampler(self.seed)
+        self._first_batch = True  # the first batch may still reseed the sampler (_next_batch)
         self.target = self.n_trials
         if self.sampler_name == "grid":
             size = grid_size(self.space.distributions)
@@ -203,38 +166,17 @@ class OptunaSweeperImpl:
                 )
                 self.target = size
 
-        self._check_composition()
+        check_composition(self.space, self.config, self.hydra_context.config_loader)
 
         self.study_name = self.study_name_conf or default_study_name(
             str(self.config.hydra.job.name), self.space.distributions, self.directions, self.space.fixed
         )
         self.storage_spec = resolve_storage(self.storage_conf, str(self.config.hydra.sweep.dir))
-        with storage_lock(self.storage_spec) as locked:  # also serialises table creation between workers
-            try:
-                self.storage = open_storage(self.storage_spec)
-            except Exception as err:
-                raise OptunaSweeperError(cannot_open(self.storage_spec, err)) from None  # the chain may hold the URL
-            try:
-                self.study = optuna.create_study(
-                    storage=self.storage,
-                    study_name=self.study_name,
-                    directions=self.directions,
-                    sampler=self._make_sampler(self.seed),
-                    pruner=make_pruner(self.pruner),
-                    load_if_exists=True,
-                )
-            except Exception as err:
-                raise OptunaSweeperError(_scrub(
-                    f"Optuna sweeper: cannot create or load study {self.study_name!r} in "
-                    f"{_redact(self.storage_spec)!r}: {type(err).__name__}: {_first_line(err)}", self.storage_spec)
-                ) from None  # the chained error may carry the URL
-        if not locked:
-            log.info(
-                "Optuna sweeper: %s has no lock (a file, PostgreSQL or MySQL has one); workers started together may "
-                "overshoot n_trials by up to n_jobs - 1 each",
-                _redact(self.storage_spec),
-            )
-        self._check_study()
+        self.storage, self.study = open_study(
+            self.storage_spec, name=self.study_name, directions=self.directions, sampler=sampler, pruner=self.pruner
+        )
+        check_study(self.study, name=self.study_name, directions=self.directions,
+                    distributions=self.space.distributions, storage_spec=self.storage_spec, target=self.target)
 
     def _make_sampler(self, seed: int | None) -> optuna.samplers.BaseSampler:
         return make_sampler(
@@ -244,62 +186,6 @@ class OptunaSweeperImpl:
             distributions=self.space.distributions,
             n_objectives=len(self.directions),
             n_jobs=self.n_jobs,
-        )
-
-    def _check_composition(self) -> None:
-        """Compose the job config for every choice once (others at their first value): a typo fails here."""
-        assert self.config is not None and self.hydra_context is not None
-        base = {
-            name: (
-                p.distribution.choices[0]
-                if isinstance(p.distribution, CategoricalDistribution)
-                else p.distribution.low
-            )
-            for name, p in self.space.params.items()
-        }
-        batches = [base]
-        for name, p in self.space.params.items():
-            if isinstance(p.distribution, CategoricalDistribution):
-                batches += [{**base, name: choice} for choice in p.distribution.choices[1:]]
-        for values in batches:
-            overrides = self.space.overrides(values)
-            try:
-                self.hydra_context.config_loader.load_sweep_config(master_config=self.config, sweep_overrides=overrides)
-            except HydraException as err:
-                raise OptunaSweeperError(
-                    f"Optuna sweeper: a job with overrides {overrides} would not compose: {_first_line(err)}"
-                ) from err
-
-    def _check_study(self) -> None:
-        """A loaded study must have our directions and, for shared parameter names, compatible distributions."""
-        have = [d.name.lower() for d in self.study.directions]
-        if have != self.directions:
-            raise OptunaSweeperError(
-                f"Optuna sweeper: study {self.study_name!r} exists with direction {have}, the sweep asks for "
-                f"{self.directions}; choose another study_name"
-            )
-        trials = self.study.get_trials(deepcopy=False)
-        for trial in reversed(trials):
-            if not trial.distributions:
-                continue
-            for name, old in trial.distributions.items():
-                new = self.space.distributions.get(name)
-                if new is None:
-                    continue
-                try:
-                    check_distribution_compatibility(old, new)
-                except ValueError as err:
-                    raise OptunaSweeperError(
-                        f"Optuna sweeper: study {self.study_name!r} holds parameter {name!r} as {old}, the sweep asks "
-                        f"for {new} ({err}); choose another study_name"
-                    ) from err
-            break
-        log.info(
-            "Optuna sweeper: study %r in %s holds %d/%d trials",
-            self.study_name,
-            _redact(self.storage_spec),
-            len(trials),
-            self.target,
         )
 
     # ---------------------------------------------------------------------------------------------------- sweep
@@ -315,12 +201,9 @@ class OptunaSweeperImpl:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
-        self.worker = _worker_identity()
-        _LIVE_WORKERS.add(self.worker["worker"])
-        self._heartbeat = _Heartbeat(self.storage, self.heartbeat_interval)
-        self._heartbeat.start()
         returns: list[Sequence[JobReturn]] = []
-        try:
+        with live_worker(self.storage, self.heartbeat_interval) as (worker, heartbeat):
+            self.worker, self._heartbeat = worker, heartbeat
             while True:
                 batch = self._next_batch()
                 if not batch:
@@ -330,9 +213,6 @@ class OptunaSweeperImpl:
                 for job, ret in zip(batch, results, strict=False):
                     self._tell(job, ret)
                 self._check_failure_rate()
-        finally:
-            self._heartbeat.stop()
-            _LIVE_WORKERS.discard(self.worker["worker"])
         self._finish()
         return returns
 
@@ -340,14 +220,18 @@ class OptunaSweeperImpl:
         """Under the storage lock: take over stale trials, then ask what n_trials still allows (at most n_jobs)."""
         with storage_lock(self.storage_spec):
             trials = self.study.get_trials(deepcopy=False)
-            if self._sampler is None:
-                # A resumed study gets a new seed, else it would suggest its first trials again.
-                seed = None if self.seed is None else self.seed + len(trials)
-                self.study.sampler = self._sampler = self._make_sampler(seed)
+            if self._first_batch:
+                self._first_batch = False
+                if self.seed is not None and trials:
+                    # A resumed seeded study needs a second sampler: its seed counts the trials the study holds at
+                    # this first ask (under the lock, so workers started together differ), else it would suggest its
+                    # first trials again.
+                    self.study.sampler = self._make_sampler(self.seed + len(trials))
             jobs: list[_Job] = []
-            now = time.time()
+            now, machine = time.time(), self.worker["machine"]
             for trial in trials:
-                if len(jobs) < self.n_jobs and trial.state == TrialState.RUNNING and self._is_stale(trial, now):
+                running = len(jobs) < self.n_jobs and trial.state == TrialState.RUNNING
+                if running and is_stale(trial, now, machine=machine, stale_after=self.stale_after):
                     job = self._take_over(trial)
                     if job is not None:
                         jobs.append(job)
@@ -403,21 +287,6 @@ class OptunaSweeperImpl:
         )
         return _Job(trial.number, trial._trial_id, list(overrides))
 
-    def _is_stale(self, trial: optuna.trial.FrozenTrial, now: float) -> bool:
-        """Whether a RUNNING trial's worker is dead. Never true for a live worker's trial on this machine."""
-        owner = trial.system_attrs.get(OWNER_ATTR)
-        if owner:
-            if owner.get("worker") in _LIVE_WORKERS:
-                return False
-            if owner.get("machine") == self.worker["machine"]:
-                if owner.get("pid") == os.getpid():
-                    return True  # this process, but no longer sweeping (an earlier sweep raised)
-                return not _process_alive(owner.get("pid"), owner.get("start"))
-        last = trial.system_attrs.get(HEARTBEAT_ATTR)
-        if last is None and trial.datetime_start is not None:
-            last = trial.datetime_start.timestamp()
-        return last is not None and now - float(last) > self.stale_after
-
     def _launch(self, batch: list[_Job]) -> Sequence[JobReturn]:
         """One launcher call for the batch; each job gets its own folder and its trial's description.
 
@@ -467,7 +336,7 @@ class OptunaSweeperImpl:
         output_dir = OmegaConf.select(ret.hydra_cfg or {}, "hydra.runtime.output_dir") if ret.hydra_cfg else None
         if output_dir:  # where the job ran, its subdir resolved
             self.storage.set_trial_user_attr(job.trial_id, "run_dir", str(Path(output_dir).absolute()))
-        state, values, reason, trace = _outcome(ret, len(self.directions))
+        state, values, reason, trace = job_outcome(ret, len(self.directions))
         try:
             if state == TrialState.COMPLETE:
                 self.study.tell(job.number, values)
@@ -499,247 +368,9 @@ class OptunaSweeperImpl:
                 "hydra.sweeper.max_failure_rate"
             )
 
-    # ---------------------------------------------------------------------------------------------------- results
     def _finish(self) -> None:
         """Write the results next to the trial folders and log a one-line summary."""
         assert self.config is not None
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        trials = self.study.get_trials(deepcopy=False)
-        counts = Counter(t.state.name for t in trials)
-        doc: dict[str, Any] = {
-            "study_name": self.study_name,
-            "storage": _redact(self.storage_spec),
-            "direction": self.directions[0] if len(self.directions) == 1 else self.directions,
-            "n_trials": {
-                "target": self.target,
-                "total": len(trials),
-                **{s.name: counts.get(s.name, 0) for s in TrialState},
-            },
-        }
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if len(self.directions) == 1:
-            best = self.study.best_trial if complete else None
-            doc.update(
-                best_trial=None if best is None else best.number,
-                best_value=None if best is None else float(best.value),
-                best_params=None if best is None else dict(best.params),
-            )
-            summary = (
-                "no complete trial"
-                if best is None
-                else f"best value {best.value:.6g} (trial {best.number}) {best.params}"
-            )
-        else:
-            front = sorted(self.study.best_trials, key=lambda t: t.number) if complete else []
-            doc["pareto_front"] = [
-                {"number": t.number, "values": list(t.values), "params": dict(t.params)} for t in front
-            ]
-            _write_pareto(sweep_dir / PARETO_FILE, front, list(self.space.params))
-            summary = f"{len(front)} trials on the Pareto front ({PARETO_FILE})"
-        _atomic_write(sweep_dir / RESULTS_FILE, yaml.safe_dump(_plain(doc), sort_keys=False))
-        # hydra-optuna-sweeper's file, for the readers written against it: name, best_params and best_value, or the
-        # non-dominated `solutions` (params, values) for several objectives.
-        theirs: dict[str, Any] = {"name": "optuna"}
-        if len(self.directions) == 1:
-            theirs.update(best_params=doc["best_params"], best_value=doc["best_value"])
-        else:
-            theirs["solutions"] = [{"params": t["params"], "values": t["values"]} for t in doc["pareto_front"]]
-        _atomic_write(sweep_dir / THEIR_RESULTS_FILE, yaml.safe_dump(_plain(theirs), sort_keys=False))
-        states = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        log.info(
-            "Optuna sweeper: study %r holds %d/%d trials (%s); %s",
-            self.study_name, len(trials), self.target, states, summary,
-        )
-
-
-def _outcome(ret: JobReturn, n_objectives: int) -> tuple[TrialState, list[float] | None, str | None, str | None]:
-    """(state, values, fail reason, traceback) of a finished job."""
-    if ret.status == JobStatus.COMPLETED:
-        try:
-            return TrialState.COMPLETE, objective_values(ret.return_value, n_objectives), None, None
-        except ValueError as err:
-            return TrialState.FAIL, None, str(err), None
-    err = getattr(ret, "_return_value", None)
-    if isinstance(err, optuna.TrialPruned):
-        return TrialState.PRUNED, None, None, None
-    if isinstance(err, BaseException):
-        trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        return TrialState.FAIL, None, f"{type(err).__name__}: {err}", trace[-8000:]
-    return TrialState.FAIL, None, f"job ended with status {ret.status}", None
-
-
-def objective_values(value: Any, n_objectives: int) -> list[float]:
-    """The task's return value as n finite floats; ValueError saying what is wrong otherwise."""
-    if value is None:
-        raise ValueError("the task returned None; it must return the objective (a float, or one per direction)")
-    if isinstance(value, (str, bytes, Mapping)):
-        raise ValueError(
-            f"the task returned {type(value).__name__} {value!r:.80}; expected a float or a list of floats"
-        )
-    try:
-        values = [float(value)]
-    except (TypeError, ValueError):
-        try:
-            values = [float(v) for v in value]
-        except (TypeError, ValueError):
-            raise ValueError(f"the task returned {value!r:.80}, which is not a float or a list of floats") from None
-    if len(values) != n_objectives:
-        raise ValueError(f"the task returned {len(values)} value(s) for {n_objectives} direction(s): {values}")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{NON_FINITE}: {values}")
-    return values
-
-
-# -------------------------------------------------------------------------------------------------------- liveness
-class _Heartbeat(threading.Thread):
-    """Marks this worker's running trials as alive every `interval` seconds (read by workers on other machines)."""
-
-    def __init__(self, storage: Any, interval: float) -> None:
-        super().__init__(name="optuna-sweeper-heartbeat", daemon=True)
-        self._storage, self._interval = storage, interval
-        self._ids: set[int] = set()
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-
-    def add(self, trial_ids: Any) -> None:
-        with self._lock:
-            self._ids.update(trial_ids)
-
-    def discard(self, trial_id: int) -> None:
-        with self._lock:
-            self._ids.discard(trial_id)
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            with self._lock:
-                ids = list(self._ids)
-            for trial_id in ids:
-                try:
-                    self._storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-                except Exception as err:  # finished meanwhile, or the database is busy: next beat
-                    log.debug("heartbeat of trial id %d: %s", trial_id, err)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self.join(timeout=10)
-
-
-def _worker_identity() -> dict[str, Any]:
-    pid = os.getpid()
-    return {
-        "worker": uuid.uuid4().hex,
-        "host": socket.gethostname(),
-        "machine": _machine_id(),
-        "pid": pid,
-        "start": _process_start(pid),
-    }
-
-
-def _machine_id() -> str:
-    """Host name + kernel boot id + pid namespace: equal only where our pids mean the same processes."""
-    parts = [socket.gethostname()]
-    try:
-        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    except OSError:
-        pass
-    return "/".join(parts)
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()  # fields after "pid (comm) "; [0] is the state
-
-
-def _process_start(pid: int) -> int | None:
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None  # starttime, field 22 of proc(5)
-
-
-def _process_alive(pid: Any, start: Any) -> bool:
-    """Whether `pid` on this machine is still the process that started (not a zombie, not a reused pid)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, another user's
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc: trust kill(0)
-    if fields[0] in ("Z", "X"):
-        return False
-    return start is None or _process_start(pid) == start
-
-
-# -------------------------------------------------------------------------------------------------------- files
-def _write_pareto(path: Path, front: list[optuna.trial.FrozenTrial], param_names: list[str]) -> None:
-    n_values = max((len(t.values) for t in front), default=0)
-    names = param_names + sorted({k for t in front for k in t.params} - set(param_names))
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["number", *(f"values_{i}" for i in range(n_values)), *(f"params_{n}" for n in names)])
-        for t in front:
-            writer.writerow([t.number, *t.values, *(t.params.get(n, "") for n in names)])
-    os.replace(handle.name, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Several workers may finish at once: each replaces the file whole."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
-
-
-def _plain(obj: Any) -> Any:
-    """Plain Python for yaml.safe_dump (numpy scalars and tuples from optuna params)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    try:
-        return float(obj)
-    except (TypeError, ValueError):
-        return str(obj)
-
-
-def load_callable(path: str) -> Any:
-    """`pkg.module.function`, or `.module.function` for a module file next to the app's script (its name may hold
-    dashes, as hydra-optuna-sweeper's examples do)."""
-    module_name, _, attr = path.lstrip(".").rpartition(".")
-    try:
-        if path.startswith("."):
-            file = Path(sys.argv[0]).resolve().parent / f"{module_name.replace('.', os.sep)}.py"
-            spec = importlib.util.spec_from_file_location(f"_custom_search_space_{module_name}", file)
-            if spec is None or spec.loader is None or not file.is_file():
-                raise FileNotFoundError(f"no file {file}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-        function = getattr(module, attr)
-    except Exception as err:
-        raise OptunaSweeperError(f"Optuna sweeper: custom_search_space={path!r} cannot be loaded: "
-                                 f"{type(err).__name__}: {err}") from None
-    if not callable(function):
-        raise OptunaSweeperError(f"Optuna sweeper: custom_search_space={path!r} is not a function (cfg, trial)")
-    return function
-
-
-def extra_override(name: str, value: Any) -> str:
-    """`name=value` for a parameter that custom_search_space suggested (numbers exactly, strings escaped)."""
-    if value is None:
-        return f"{name}=null"
-    if isinstance(value, bool):
-        return f"{name}={str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"{name}={format_number(value)}"
-    return f"{name}={escape_special_characters(str(value))}"
-
+        write_results(Path(str(self.config.hydra.sweep.dir)), self.study, study_name=self.study_name,
+                      storage_spec=self.storage_spec, directions=self.directions, target=self.target,
+                      param_names=list(self.space.params))

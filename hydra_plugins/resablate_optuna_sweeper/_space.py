@@ -204,6 +204,14 @@ def param_from_spec(name: str, spec: Mapping[str, Any]) -> Param:
                              "categorical")
 
 
+
+def add_search_space(space: SearchSpace, search_space: Mapping[str, Mapping[str, Any]]) -> None:
+    """Put hydra-optuna-sweeper's older `search_space` entries first in `space`; a key that `space` already sweeps or
+    sets (hydra.sweeper.params and the command line) keeps its value there."""
+    taken = {p.key.lstrip("+") for p in space.params.values()} | {f.split("=", 1)[0].lstrip("+~") for f in space.fixed}
+    extra = {name: param_from_spec(name, spec) for name, spec in search_space.items() if name not in taken}
+    space.params = {**extra, **space.params}
+
 def _str_token(text: str) -> str:
     """A string choice as override text that parses back to the same string (quoted if escaping is not enough:
     quotes inside, or text that would read as a number, bool or null)."""
@@ -253,5 +261,6 @@ def _brief(err: Exception) -> str:
     return "; ".join(lines[1:] or lines) or type(err).__name__
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """The first line of an error's message (or its type's name where the message is empty), for one-line errors."""
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

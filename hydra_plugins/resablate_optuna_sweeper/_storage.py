@@ -169,19 +169,19 @@ def cannot_open(spec: str, err: BaseException) -> str:
     elif isinstance(err, ModuleNotFoundError):
         hint = (f" (the database driver {err.name!r} is not installed: pip install 'psycopg[binary]', or "
                 "pip install -e '.[postgres]' in resablate, for postgresql://)")
-    return _scrub(f"Optuna sweeper: cannot open storage {_redact(spec)!r}: {type(err).__name__}: {reason}{hint}. "
+    return scrub(f"Optuna sweeper: cannot open storage {redact(spec)!r}: {type(err).__name__}: {reason}{hint}. "
                   f"Valid forms: {VALID_FORMS}", spec)
 
 
-def _scrub(text: str, spec: str) -> str:
+def scrub(text: str, spec: str) -> str:
     """`text` with the password of storage URL `spec` masked wherever it appears."""
     scheme, sep, rest = spec.partition("://")
     creds = rest.split("/", 1)[0].rpartition("@")[0] if sep else ""
     password = creds.split(":", 1)[1] if ":" in creds else ""
-    return text.replace(spec, _redact(spec)).replace(password, "***") if password else text
+    return text.replace(spec, redact(spec)).replace(password, "***") if password else text
 
 
-def _redact(spec: str) -> str:
+def redact(spec: str) -> str:
     """A storage URL without its password."""
     scheme, sep, rest = spec.partition("://")
     if sep and "@" in rest.split("/", 1)[0]:
