@@ -24,16 +24,21 @@ logger and checkpoint plugin (resablate/app/trainer.py) call `write_metrics` and
 from __future__ import annotations
 
 import csv
+import dataclasses
+import datetime
 import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
+import socket
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -68,6 +73,121 @@ FINAL = ("completed", "diverged", "pruned")  # resume=auto leaves these alone; a
 MISSING = "missing"  # analysis's status of a run folder without a summary.json (killed, or never finished)
 SEED = "seed"
 OPEN_SEED = "<seed>"  # the seed left open: an arm's value of every key that follows the seed (`data.seed: ${seed}`)
+
+
+@dataclass
+class RunSummary:
+    """summary.json: what a run was, what ran it, how it ended and what it measured. The app fills it as the run goes
+    (`resablate/app/train.py`) and writes it through `RunFolder.write_summary`; analysis reads its keys as columns.
+    Every key is written (None where unknown) except those of `ONLY_WHEN_SET`, which are there when it happened."""
+
+    status: str = "failed"  # one of STATUSES
+    # What ran: the network (resablate.models.ResNet.describe), its counts, the data and the recipe.
+    depth: int | None = None
+    family: str | None = None
+    block: str | None = None
+    shortcut: str | None = None
+    stage_depths: list | None = None
+    widths: list | None = None
+    params: int | None = None
+    macs: int | None = None
+    dataset: str | None = None
+    test_protocol: str | None = None  # ImageNet: centre crop, 10-crop, multi-scale; else single view
+    init_from: str | None = None  # the shallower run this net was constructed from (model.init_from)
+    recipe: str | None = None
+    seed: int | None = None
+    overrides: str | None = None
+    world_size: int | None = None
+    num_nodes: int | None = None
+    global_batch: int | None = None
+    max_steps: int | None = None
+    # How it ran: what `auto` resolved to on this machine (resablate/app/hardware.py), and the threads over time.
+    device_name: str | None = None
+    native_bf16: bool | None = None
+    arithmetic: str | None = None
+    precision: str | None = None
+    precision_requested: str | None = None
+    precision_reason: str | None = None
+    channels_last: bool | None = None
+    channels_last_requested: Any = None
+    channels_last_reason: str | None = None
+    threads: int | None = None
+    threads_requested: Any = None
+    threads_reason: str | None = None
+    threads_history: list | None = None
+    # Which code and where (resablate/app/provenance.py), the W&B run, the checkpoint step this attempt resumed from.
+    code: dict | None = None
+    versions: dict | None = None
+    accelerator: dict | None = None
+    command: str | None = None
+    host: str | None = None
+    wandb_id: str | None = None
+    resumed_from: int | None = None
+    # What it measured: errors in percent, at the last step; wall time over every attempt.
+    steps: int | None = None
+    train_error: float | None = None
+    train_loss: float | None = None
+    val_error: float | None = None
+    test_error: float | None = None
+    val_error5: float | None = None
+    test_error5: float | None = None
+    wall_seconds: float | None = None
+    started_at: str | None = None  # the first attempt's start, local time with its UTC offset
+    finished_at: str | None = None
+    images_per_second: float | None = None
+    startup_seconds: float | None = None  # from the job's start to its first training step
+    timing: dict | None = None  # time.time() of the job's start, first step and end (benchmarks/startup.py)
+    # How it ended, where that is not `completed`: the step, the signal, the error.
+    diverged_at: int | None = None
+    pruned_at: int | None = None
+    interrupted_at: int | None = None
+    signal: str | None = None
+    error: str | None = None
+
+    ONLY_WHEN_SET: ClassVar[tuple[str, ...]] = ("val_error5", "test_error5", "diverged_at", "pruned_at",
+                                                 "interrupted_at", "signal", "error")
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def update(self, **values: Any) -> None:
+        for key, value in values.items():
+            if key not in self.keys():
+                raise KeyError(f"summary.json has no key {key!r}")
+            setattr(self, key, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in self.ONLY_WHEN_SET}
+
+    def close(self, steps: int, metrics: dict[str, float], last_train: dict[str, float], seconds: float,
+              previous: dict | None, images_per_second: float | None, started: float, first_step: float | None,
+              top5: bool) -> None:
+        """The results of a run ending now, from the metrics at its last step (metrics.csv's names) and this attempt's
+        `seconds`; wall time and start counted over every attempt (`previous`: the summary this one resumed)."""
+        now, before = time.time(), previous or {}
+        self.update(
+            steps=steps,
+            train_error=last_train.get("train/err"),
+            train_loss=last_train.get("train/loss"),
+            val_error=metrics.get("val/err", self.val_error),
+            test_error=metrics.get("test/err") if self.status == "completed" else None,
+            wall_seconds=round(seconds + (before.get("wall_seconds") or 0.0), 2),
+            started_at=before.get("started_at") or local_time(now - seconds),
+            finished_at=local_time(now),
+            host=socket.gethostname(),
+            images_per_second=images_per_second,
+            startup_seconds=round(first_step - started, 3) if first_step else None,
+            timing={"job_start": started, "first_step": first_step, "end": now},  # benchmarks/startup.py reads it
+        )
+        if top5:
+            self.update(val_error5=metrics.get("val/err5", self.val_error5), test_error5=metrics.get("test/err5"))
+
+
+def local_time(seconds: float) -> str:
+    """Local time with its UTC offset, to the second: when runs of a sweep started and ended, and whether they
+    overlapped."""
+    return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
 class RunFolderBusy(RuntimeError):
@@ -251,9 +371,10 @@ class RunFolder:
         """Anything a job trained leaves: a summary, metrics or checkpoints."""
         return any((self.path / name).exists() for name in (SUMMARY, METRICS, CHECKPOINTS))
 
-    def write_summary(self, summary: dict) -> None:
+    def write_summary(self, summary: RunSummary | dict) -> None:
+        record = summary.to_dict() if isinstance(summary, RunSummary) else summary
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path / SUMMARY, json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.path / SUMMARY, json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
 
     def remove_partial_writes(self) -> list[Path]:
         """Delete the half-written temporaries (`.<name>.tmp<pid>`) that a job killed in the middle of an atomic write

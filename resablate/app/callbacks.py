@@ -9,15 +9,25 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
 from resablate import log as logs
 from resablate.app import compat
-from resablate.app.hardware import apply_threads
-from resablate.app.neighbours import Neighbours
+from resablate.app.hardware import (
+    Decisions,
+    apply_arithmetic,
+    apply_threads,
+    choose_threads,
+    cores_and_ranks,
+    decide,
+    missing_cuda_kernels,
+)
+from resablate.app.neighbours import Neighbours, core_group
 from resablate.app.outcomes import SIGNAL
+from resablate.builder import ConfigError
 
 log = logs.get(__name__)
 
@@ -87,6 +97,28 @@ class CoreShare(pl.Callback):
             log.info(f"threads {self.threads} -> {threads} at step {trainer.global_step}: {others} other resablate "
                      f"process{'' if others == 1 else 'es'} on these cores")
         self.threads = threads
+
+
+def machine_share(trainer: Any, channels_last: Any, side_by_side: int,
+                  sweep: str | None) -> tuple[Neighbours, Decisions, CoreShare]:
+    """This process's share of the machine: it joins the other resablate processes here (`sweep`: the folder of the
+    side-by-side jobs it runs with), decides precision, channels_last and threads (as the config's `trainer` and
+    `channels_last` ask), applies them, and returns the CoreShare callback that adjusts the threads as neighbours
+    come and go. ConfigError where this GPU lacks the kernels of this build of torch."""
+    neighbours = Neighbours(core_group(sweep))
+    neighbours.join()
+    others = neighbours.others()
+    decisions = decide(trainer.precision, channels_last, trainer.threads, str(trainer.accelerator),
+                       int(trainer.devices), side_by_side, others=others)
+    if (unsupported := missing_cuda_kernels(decisions.device)) is not None:
+        neighbours.leave()
+        raise ConfigError(unsupported)
+    apply_threads(decisions.threads.value)
+    apply_arithmetic(decisions)
+    cores, local_ranks = cores_and_ranks(int(trainer.devices))
+    sharing = CoreShare(neighbours, lambda n: choose_threads("auto", cores, side_by_side, local_ranks, n).value,
+                        decisions.threads.value, others, adjust=trainer.threads == "auto")
+    return neighbours, decisions, sharing
 
 
 class TrialReporter(pl.Callback):

@@ -1,8 +1,8 @@
-"""Value checks of a configuration, before any training: each refuses a bad value with a ConfigError that names it and
-the valid choices. `check_override_keys`, `check_group_options` and `check_output_dir` read the command line before
-Hydra composes (Hydra's own messages for these are a dozen lines of search path); `check_values` and `check_job` run on
-a composed config; `SweepCheck` (a Hydra callback, conf/config.yaml) checks every job of a basic sweep before the first
-one starts.
+"""Checks of a configuration, before any training: each refuses a bad value with a ConfigError that names it and the
+valid choices. `compose` composes the command's config before Hydra's app does and names an unknown key or option
+(Hydra's own messages for these are a dozen lines of search path), `check_output_dir` finds a run folder that cannot
+be made; `check_values` and `check_job` check the values of a composed config; `SweepCheck` (a Hydra callback,
+conf/config.yaml) checks every job of a basic sweep before the first one starts.
 """
 
 from __future__ import annotations
@@ -21,108 +21,124 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from resablate.app import naming, schema
 from resablate.app.outcomes import Refused
 from resablate.app.schema import ResablateConfig, TrainerConfig
 from resablate.builder import ConfigError, build_datamodule, build_net, enum_name, optimizer_class, to_container
-from resablate.paths import CONF_DIR, SWEEPS_DIR
+from resablate.paths import CONF_DIR
 from resablate.records import probe_folder
 
 TRAINER_KEYS = tuple(f.name for f in dataclasses.fields(TrainerConfig))  # resablate's; any other is pl.Trainer's
 SET_BY_RESABLATE = ("max_steps", "max_epochs", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
                     "logger", "callbacks", "plugins", "enable_progress_bar", "enable_model_summary", "default_root_dir")
 OBJECTIVE_KEYS = ("val_error", "test_error", "train_error", "macs", "params", "wall_seconds")
-FREE_FORM = ("shortcut", "data")  # their keys depend on the chosen option: checked against its constructor later
+CHOSEN_KEYS = ("shortcut", "data")  # their keys are those of the chosen option, checked by its constructor later
 
 
-def _chosen_option(group: str, overrides: list) -> str | None:
-    """The option of `group` the command line picks (the last `group=name`), else the default of conf/config.yaml;
-    None when that is not one plain name (a sweep over several, or an unknown option, which Hydra reports)."""
-    chosen = [o for o in overrides if o.key_or_group == group and o.type.name == "CHANGE"]
-    if chosen:
-        value = chosen[-1].value()
-        name = value if isinstance(value, str) else None
-    else:
-        defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
-        name = next((d[group] for d in defaults if isinstance(d, DictConfig) and group in d), None)
-    return name if name and (CONF_DIR / group / f"{name}.yaml").is_file() else None
+def compose(overrides: list[str], multirun: bool) -> DictConfig | None:
+    """The command's config, composed by Hydra's Compose API from conf/ as the app will compose it (a sweep's lists
+    not applied, as Hydra composes a sweep), with every key, option and sweep value of `overrides` checked: a
+    ConfigError in one line names an unknown key with the closest valid one, or an option that is no file of its group
+    with the valid ones (Hydra's own messages add a dozen lines of search path). None where composition fails for
+    another reason (a value of the wrong type, a grammar error): the app then reports it in Hydra's words."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from hydra.types import RunMode
+
+    schema.register()  # conf/config.yaml starts from the schema and names its folders by naming's resolvers
+    naming.register()
+    mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+    GlobalHydra.instance().clear()  # the app initialises Hydra afresh; a test may have run another app before
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="resablate"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            parsed = OverridesParser.create().parse_overrides(overrides)
+        except HydraException:
+            return None  # a grammar error: Hydra reports it with its position
+        try:
+            cfg = loader.load_configuration("config", overrides, run_mode=mode)
+        except MissingConfigException as err:
+            _not_an_option(err)
+            return None  # a file that a defaults list names: Hydra reports it
+        except ConfigCompositionException:
+            _find_unknown_key(loader, parsed, mode)
+            return None  # not a key or an option: Hydra reports it
+        except HydraException:
+            return None
+        for override in parsed:
+            if override.is_sweep_override() and not override.is_hydra_override():
+                _check_sweep_values(loader, cfg, override)
+        return cfg
 
 
-def _option_keys(group: str, name: str) -> list[str]:
-    """The keys `conf/<group>/<name>.yaml` sets, those of the options it extends (its defaults list) included."""
-    node = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
-    keys = [k for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_" for k in _option_keys(group, d)]
-    return list(dict.fromkeys([*keys, *(k for k in node.keys() if k != "defaults" and not str(k).startswith("_"))]))
+def _not_an_option(err: Any) -> None:
+    """`group=name is not an option; valid: ...` (ConfigError) for Hydra's "Could not find 'group/name'" of an option
+    the command line chose."""
+    group, _, name = str(err.missing_cfg_file or "").rpartition("/")
+    if group and err.options:
+        raise ConfigError(f"{group}={name} is not an option; valid: {', '.join(sorted(err.options))}")
 
 
-def check_override_keys(args: list[str]) -> None:
-    """Every `key=value` override of the command line names a key of the schema; else a ConfigError naming the key,
-    the closest valid one and the valid keys at that level. Hydra would only say "Key 'depht' not in 'ResablateConfig'".
-    Group choices (`shortcut=foo`), additions (`+key=`), deletions and `hydra.*` are left to Hydra (it lists
-    options)."""
-    candidates = [a for a in args if "=" in a and not a.startswith("-")]
+def _find_unknown_key(loader: Any, parsed: list[Override], mode: Any) -> None:
+    """Hydra refused a value override: composed again with the group choices alone, the first override whose key that
+    config lacks is named (ConfigError); nothing is raised when every key is there (the value was the problem)."""
+    groups = [o.input_line for o in parsed if o.is_hydra_override() or loader.get_group_options(o.key_or_group)]
     try:
-        overrides = OverridesParser.create().parse_overrides(candidates)
+        cfg = loader.load_configuration("config", groups, run_mode=mode)
     except HydraException:
-        return  # a grammar error: Hydra reports it with its position
-    schema = OmegaConf.structured(ResablateConfig)
-    for override in overrides:
-        key = override.key_or_group
-        if override.type.name != "CHANGE" or "/" in key or key.split(".")[0] == "hydra":
-            continue
-        parts = key.split(".")
-        if parts[0] in FREE_FORM and len(parts) == 2:
-            option = _chosen_option(parts[0], overrides)
-            valid = _option_keys(parts[0], option) if option else []
-            if option and parts[1] not in valid:
-                close = difflib.get_close_matches(parts[1], valid, n=1)
+        return
+    for override in parsed:
+        if override.type.name == "CHANGE" and not override.is_hydra_override() and override.input_line not in groups:
+            _check_key(cfg, override.key_or_group)
+
+
+def _check_sweep_values(loader: Any, cfg: DictConfig, override: Override) -> None:
+    """A sweep list of a group names files of the group; a sweep of a key names a key of the config (Hydra composes a
+    sweep without its lists, and would find either only in the job that has the value)."""
+    key = override.key_or_group
+    options = loader.get_group_options(key)
+    if not options:
+        if override.type.name == "CHANGE":
+            _check_key(cfg, key)
+        return
+    value = override.value()
+    for name in value.list if isinstance(value, ChoiceSweep) else []:
+        if isinstance(name, str) and name not in options:
+            raise ConfigError(f"{key}={name} is not an option; valid: {', '.join(sorted(options))}")
+
+
+def _check_key(cfg: DictConfig, key: str) -> None:
+    """`key` is a key of the composed config; else a ConfigError naming the closest valid key and those at its level.
+    Under `shortcut` and `data` the valid keys are those of the chosen option (its file and the files it extends)."""
+    parts = key.split(".")
+    node: Any = cfg
+    for depth, part in enumerate(parts):
+        if not isinstance(node, DictConfig):
+            return  # below a value, not a missing key: Hydra reports it
+        valid = [k for k in node.keys() if depth or k != "hydra"]  # not `part in node`: False for a MISSING value
+        if part not in valid:
+            close = difflib.get_close_matches(part, valid, n=1)
+            if depth == 1 and parts[0] in CHOSEN_KEYS:
+                option = cfg.hydra.runtime.choices.get(parts[0])
                 hint = f"; did you mean '{parts[0]}.{close[0]}'?" if close else ";"
                 raise ConfigError(f"unknown key {key!r} for {parts[0]}={option}{hint} valid keys: {', '.join(valid)}")
-            continue
-        node: Any = schema
-        for depth, part in enumerate(parts):
-            where = ".".join(parts[:depth])
-            if not isinstance(node, DictConfig) or (depth == 1 and where in FREE_FORM):
-                break
-            valid = list(node.keys())  # not `part in node`: that is False for a MISSING value (shortcut, data)
-            if part not in valid:
-                close = difflib.get_close_matches(part, valid, n=1)
-                hint = f"; did you mean {'.'.join([*key.split('.')[:depth], close[0]])!r}?" if close else ";"
-                level = f"under {where}" if where else "at the top level"
-                raise ConfigError(f"unknown key {key!r}{hint} Valid keys {level}: {', '.join(valid)}")
-            node = node._get_node(part) if isinstance(node._get_node(part), DictConfig) else None
+            hint = f"; did you mean {'.'.join([*parts[:depth], close[0]])!r}?" if close else ";"
+            level = f"under {'.'.join(parts[:depth])}" if depth else "at the top level"
+            raise ConfigError(f"unknown key {key!r}{hint} Valid keys {level}: {', '.join(valid)}")
+        node = node._get_node(part)
 
 
-def check_group_options(args: list[str]) -> None:
-    """Every `group=option` of the command line (each value of a sweep `group=a,b` too) names a file of
-    conf/<group>/; else one line naming the option and the valid ones (Hydra would add a dozen lines of search path)."""
-    folders = {p.name: p for p in CONF_DIR.iterdir() if p.is_dir()}
-    folders["sweep"] = SWEEPS_DIR  # `+sweep=fig1`: the repository's sweeps/ (hydra_plugins/resablate_sweeps)
-    groups = sorted(folders)
-    try:
-        overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
-    except HydraException:
-        return  # a grammar error: Hydra reports it with its position
-    for override in overrides:
-        if override.key_or_group not in groups or override.package or override.type.name == "DEL":
-            continue
-        value = override.value()
-        names = value.list if isinstance(value, ChoiceSweep) else [value] if isinstance(value, str) else []
-        valid = sorted(p.stem for p in folders[override.key_or_group].glob("*.yaml"))
-        for name in names:
-            if isinstance(name, str) and name not in valid:
-                raise ConfigError(f"{override.key_or_group}={name} is not an option; valid: {', '.join(valid)}")
-
-
-def check_output_dir(args: list[str], multirun: bool) -> Path | None:
-    """The run folder (the sweep folder of a sweep) can be created: Hydra makes it before anything of ours runs, and a
-    path under a file, in a read-only folder or where no folder can be made (/proc) would end in its traceback. The
-    first missing folder of the path is made and removed again to find out, so nothing is left behind. Returns the
-    folder when the command line names it (None for an interpolation, known only once composed)."""
+def check_output_dir(cfg: DictConfig, multirun: bool) -> Path | None:
+    """The run folder (the sweep folder of a sweep) of a composed config can be created: Hydra makes it before anything
+    of ours runs, and a path under a file, in a read-only folder or where no folder can be made (/proc) would end in
+    its traceback. The first missing folder of the path is made and removed again to find out, so nothing is left
+    behind. Returns the folder (None where it cannot be resolved before Hydra runs the job)."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    given = [a.split("=", 1)[1].strip("'\"") for a in args if a.split("=", 1)[0].lstrip("+") == key]
-    value = given[-1] if given else ("multirun" if multirun else "outputs")
-    if "${" in value:
-        return None  # an interpolation: known only once composed
+    try:
+        value = str(OmegaConf.select(cfg, key, throw_on_resolution_failure=True))
+    except Exception:  # an interpolation of what only the running job knows (hydra.job.num, ${now:})
+        return None
     path = Path(value).expanduser().absolute()
     existing = next(p for p in [path, *path.parents] if p.exists())
     if not existing.is_dir():

@@ -84,7 +84,6 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
     reason (and a pruned job always raises: that is how a sweeper learns it)."""
     from resablate.app import pruning
     from resablate.app.distributed import is_main_process
-    from resablate.app.train import objective_value
 
     hc = HydraConfig.get()
     number, overrides = hc.job.num, " ".join(hc.overrides.task) or "defaults"
@@ -116,7 +115,7 @@ def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
     logs.get("resablate.sweep").error(f"job {number} ({overrides}): {outcome['status']}: {outcome['error']}")
     if pruning.current_trial() is not None:
         raise failure
-    return objective_value(cfg, outcome)  # NaN, one per objective, as for any job that did not complete
+    return pruning.objective_value(cfg, outcome)  # NaN, one per objective, as for any job that did not complete
 
 
 def refuse(message: str) -> NoReturn:
@@ -250,10 +249,21 @@ def check_characters(args: list[str]) -> None:
 HYDRA_ONLY = ("-sc", "--shell-completion", "-h", "--help", "--hydra-help", "-i", "--info")  # Hydra answers, no job
 
 
-def sweep_file(args: list[str]) -> list[str]:
+FOLDER_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def spellings(args: list[str]) -> list[str]:
     """`sweep=NAME` -> `+sweep=NAME`: the sweep files are an optional group (no default to override), which Hydra
-    spells with `+`; both spellings run sweeps/NAME.yaml."""
-    return [f"+{a}" if a.startswith(f"{naming.SWEEP_GROUP}=") else a for a in args]
+    spells with `+`; both spellings run sweeps/NAME.yaml. `+hydra.run.dir=` and `+hydra.sweep.dir=` -> without `+`:
+    Hydra's `+` adds a key that is not there, and the folders always are."""
+    out = []
+    for arg in args:
+        if arg.startswith(f"{naming.SWEEP_GROUP}="):
+            arg = f"+{arg}"
+        elif arg.split("=", 1)[0] in (f"+{key}" for key in FOLDER_KEYS):
+            arg = arg[1:]
+        out.append(arg)
+    return out
 
 
 def quiet_third_parties() -> None:
@@ -294,8 +304,26 @@ def fast_exit() -> None:
         EXIT_HANDLER.append(atexit.register(skip_collecting_at_exit))
 
 
+def check_config(args: list[str]) -> Path | None:
+    """The command's config composed and checked before Hydra's app composes it (checks.compose: unknown keys and
+    options; checks.check_output_dir: a run folder that cannot be made). Returns the run folder (the sweep folder of a
+    sweep) where it is known before the job runs. A config of the user's own (`--config-name`, `--config-dir`) is
+    left to Hydra."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        parsed, _ = get_args_parser().parse_known_args(args)
+    except SystemExit:
+        return None  # Hydra's parser answers it with its usage line
+    if parsed.config_name or parsed.config_path or parsed.config_dir:
+        return None
+    multirun = runs_a_sweep(args)
+    cfg = checks.compose(parsed.overrides, multirun=multirun)
+    return None if cfg is None else checks.check_output_dir(cfg, multirun=multirun)
+
+
 def cli() -> None:
-    """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra composes, in one
+    """Unknown keys and options, and an output folder that cannot be made, are refused before Hydra's app runs, in one
     line naming the value; then the Hydra app runs, and a sweep ends with its closing line. Hydra's own flags (shell
     completion, help, info) go straight to Hydra."""
     fast_exit()
@@ -303,16 +331,14 @@ def cli() -> None:
     if set(HYDRA_ONLY) & set(sys.argv[1:]):
         main()
         return
-    sys.argv[1:] = hide_storage_password(sweeper_params(sweep_file(sys.argv[1:])))
+    sys.argv[1:] = hide_storage_password(sweeper_params(spellings(sys.argv[1:])))
     # `-m` anywhere, as users type it (`shortcut=projection -m depth=34`): Hydra's parser takes the overrides only as
     # one run of words and would answer with its usage text.
     flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
     sys.argv[1:] = [*flags, *(a for a in sys.argv[1:] if a not in flags)]
     try:
-        checks.check_override_keys(sys.argv[1:])
-        checks.check_group_options(sys.argv[1:])
         check_characters(sys.argv[1:])
-        run_dir = checks.check_output_dir(sys.argv[1:], multirun=runs_a_sweep(sys.argv[1:]))
+        run_dir = check_config(sys.argv[1:])
     except ConfigError as err:
         refuse(str(err))
     EXISTED.clear()

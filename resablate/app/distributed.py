@@ -31,12 +31,16 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning_fabric.plugins.environments import ClusterEnvironment
 
 from resablate import log as logs
 from resablate.app import compat
+from resablate.app.hardware import SIDE_BY_SIDE_ENV, usable_cores
 from resablate.app.outcomes import SIGNAL
 from resablate.builder import ConfigError, to_container
 from resablate.records import write_rank_record
@@ -294,3 +298,30 @@ def end_job(trainer, launched_ranks: bool, failed: bool = False) -> None:
     if launched_ranks:
         for var in RANK_VARIABLES:
             os.environ.pop(var, None)
+
+
+def jobs_side_by_side() -> int:
+    """How many jobs of this sweep run at once here: `n_jobs` of Hydra's joblib launcher (hydra/launcher=side_by_side),
+    capped by the Optuna sweeper's `n_jobs` (the trials it hands over at a time); 1 otherwise. Rank 0 hands the number
+    to the ranks Lightning starts for its job (they run the job's config in RUN mode, without the sweep's launcher)."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hc = HydraConfig.get()
+        jobs = 1
+        if "joblib" in str(hc.launcher.get("_target_", "")).lower():
+            jobs = int(hc.launcher.get("n_jobs") or 1)
+            if jobs < 0:  # joblib: -1 is every core, -2 all but one, ...
+                jobs = max(1, usable_cores() + 1 + jobs)
+            if hc.sweeper.get("n_jobs"):
+                jobs = min(jobs, int(hc.sweeper.n_jobs))
+        os.environ[SIDE_BY_SIDE_ENV] = str(jobs)
+        return jobs
+    if not is_main_process():
+        return int(os.environ.get(SIDE_BY_SIDE_ENV, "1"))
+    return 1
+
+
+def side_by_side_sweep(side_by_side: int) -> str | None:
+    """The sweep folder of a job that runs side by side with others of its sweep: they form one group of processes."""
+    if side_by_side > 1 and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(Path(HydraConfig.get().sweep.dir).resolve())
+    return None

@@ -11,11 +11,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from resablate.records import defining_config, digest
+from resablate.builder import ConfigError
+from resablate.records import RunFolder, defining_config, digest
 
 NOT_IN_NAME = ("resume",)  # overrides that do not change what a run is
 NOT_IN_SWEEP_NAME = ("hydra.sweeper.n_trials", "hydra.sweeper.n_jobs", "hydra.sweeper.max_batch_size")  # how, not what
@@ -98,8 +102,6 @@ def _is_sweep(line: str) -> bool:
 
 
 def _hydra_overrides() -> tuple[list[str], list[str]]:
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return _command_line_overrides()
     hydra = HydraConfig.get()
@@ -167,3 +169,53 @@ def register() -> None:
     for name, fn in (("resablate_run_name", _run_name), ("resablate_sweep_name", _sweep_name)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn, use_cache=True)
+
+
+def job_context(cfg: DictConfig) -> tuple[Path, list[str], str | None]:
+    """(run folder, the job's overrides, its W&B group) of the job Hydra runs; outside an app (a notebook): the
+    config's `run_dir`, no overrides, no group."""
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        group = None
+        if hc.mode == RunMode.MULTIRUN:
+            group = sweep_group(Path(hc.sweep.dir), hc.runtime.choices.get(SWEEP_GROUP))
+        return Path(hc.runtime.output_dir), list(hc.overrides.task), group
+    return Path(cfg.get("run_dir") or "outputs/notebook"), [], None
+
+
+def sweep_group(sweep_dir: Path, artifact: str | None) -> str:
+    """The W&B group of a sweep's jobs: the sweep folder's name; `table6/<overrides>` for a declared sweep run with
+    more overrides (multirun/table6/<overrides>/), so that the group `table6` holds the full runs only."""
+    if artifact and sweep_dir.parent.name == artifact:
+        return f"{artifact}/{sweep_dir.name}"
+    return sweep_dir.name
+
+
+def claim(run: RunFolder, cfg: DictConfig, overrides: list[str]) -> None:
+    """The run folder is this job's, or becomes it: a folder holding another job (by identity.json, or for a folder
+    from before identity records, by the overrides in its summary) is refused with both named, and Hydra's rewrite of
+    its .hydra/ files undone; nothing of it is skipped, resumed or overwritten."""
+    ours, defining = identity(cfg)
+    held = run.identity()
+    if held is not None and held["digest"] == ours:
+        return
+    if held is None and not run.has_results():
+        run.claim(ours, overrides, defining)
+        return
+    if held is None:
+        try:
+            before = run.summary()
+        except ValueError:
+            before = None
+        if before is not None and sorted(str(before.get("overrides", "")).split()) == sorted(overrides):
+            run.claim(ours, overrides, defining)  # the same job, recorded before folders had identities
+            return
+        theirs = f"({before.get('overrides') or 'defaults'})" if before else "(no identity.json: unknown)"
+        what = f"results of another job {theirs}"
+    else:
+        run.restore_hydra_files(held)
+        what = (f"another job ({' '.join(held.get('overrides') or []) or 'defaults'}; "
+                f"{differences(held.get('config') or {}, defining)})")
+    raise ConfigError(f"run folder {run.path} holds {what}, not this job ({' '.join(overrides) or 'defaults'}): "
+                      "nothing there was skipped, resumed or changed; give this job another folder (hydra.run.dir, "
+                      "hydra.sweep.dir or hydra.sweep.subdir) or move that one away")

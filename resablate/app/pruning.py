@@ -134,3 +134,17 @@ def _pruner(spec: dict | None) -> Any:
              "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
              "hyperband": optuna.pruners.HyperbandPruner}
     return kinds[spec.pop("name")](**spec)
+
+
+def objective_value(cfg: Any, summary: dict) -> float | list[float]:
+    """What the job returns to a sweeper, from its summary and the config's `objective` (`auto`, a summary key or a
+    list of them): NaN for a run that did not complete (the sweeper records a failure)."""
+    objective = cfg.objective if isinstance(cfg.objective, str) else list(cfg.objective)
+    keys = [objective] if isinstance(objective, str) else list(objective)
+    auto = "val_error" if summary.get("val_error") is not None else "test_error"
+    keys = [auto if k == "auto" else k for k in keys]  # `auto` alone is replaced: [val_error, macs] stays two keys
+    if summary["status"] != "completed":
+        values = [float("nan")] * len(keys)
+    else:
+        values = [float(summary[k]) if summary.get(k) is not None else float("nan") for k in keys]
+    return values[0] if len(values) == 1 else values

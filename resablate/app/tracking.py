@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from resablate import log as logs
 from resablate.app import compat, naming
 from resablate.builder import ConfigError, to_container
-from resablate.records import RunFolder
+from resablate.records import SUMMARY_METRICS, RunFolder, RunSummary
 
 log = logs.get(__name__)
 
@@ -169,3 +169,30 @@ def wandb_logger(
     )
     compat.drop_wandb_anonymous(logger)
     return logger
+
+
+def finish_wandb(summary: RunSummary, rank: int) -> None:
+    """The W&B run's summary (rank 0: the numbers of summary.json under metrics.csv's names) and `wandb.finish()`,
+    whatever ended the run, so that each job of a sweep is its own W&B run."""
+    import wandb
+
+    if rank == 0 and wandb.run is not None:
+        wandb.run.summary.update({SUMMARY_METRICS.get(k, k): v for k, v in summary.to_dict().items()
+                                  if isinstance(v, (int, float, str)) and v is not None})
+    # A pruned trial ended as its sweeper decided, not in error: W&B shows it finished, its `status` says pruned.
+    wandb.finish(exit_code=0 if summary.status in ("completed", "pruned") else 1)
+
+
+def result_line(summary: RunSummary, overrides: list[str], where: Path) -> str:
+    """The console's closing line of a run: what ran, how it ended, its errors, steps, speed, time and folder."""
+    s = summary
+    errors = ", ".join(f"{k} {getattr(s, f'{k}_error'):.2f}%" for k in ("test", "val", "train")
+                       if getattr(s, f"{k}_error") is not None)
+    ips = f"{s.images_per_second:.0f} img/s" if s.images_per_second else "- img/s"
+    extra = {
+        "diverged": f" at step {s.diverged_at} (non-finite training loss)",
+        "pruned": f" at step {s.pruned_at}",
+        "interrupted": f" by {s.signal} at step {s.steps} (the same command resumes it)",
+    }.get(s.status, "")
+    return (f"{' '.join(overrides) or 'defaults'}: {s.status}{extra}, {errors or 'no errors measured'}; {s.steps} "
+            f"steps, {ips}, {s.wall_seconds:.0f}s -> {where}")

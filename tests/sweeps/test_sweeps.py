@@ -171,7 +171,7 @@ def test_searches_compose_for_every_choice(name):
 
 
 def test_arch_search_returns_error_and_macs():
-    from resablate.app.train import objective_value
+    from resablate.app.pruning import objective_value
 
     cfg = compose(["+sweep=arch_search"])
     summary = {"status": "completed", "val_error": 7.5, "test_error": 8.0, "macs": 40_000_000}
@@ -180,7 +180,7 @@ def test_arch_search_returns_error_and_macs():
 
 
 def test_sweep_folders_are_named_after_the_artifact():
-    from resablate.app.train import _sweep_group
+    from resablate.app.naming import sweep_group as _sweep_group
 
     assert _sweep_group(Path("multirun/table6"), "table6") == "table6"
     shortened = Path("multirun/table6/data=fashion_mnist,seed=0")

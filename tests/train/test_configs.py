@@ -102,23 +102,24 @@ def test_identity_shortcut_on_a_shape_changing_net_says_what_to_use(compose):
     (["data=fashion_mnist", "data.train_sise=10"], "did you mean 'data.train_size'?"),
 ])
 def test_unknown_keys_are_named_with_the_closest_valid_one(args, message):
-    from resablate.app.checks import check_override_keys
+    from resablate.app import checks
 
     with pytest.raises(ConfigError) as err:
-        check_override_keys(["-m", *args])
+        checks.compose(args, multirun=True)
     assert message in str(err.value)
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, o in OPTIONS if g in ("shortcut", "data")])
-def test_every_key_of_every_option_is_accepted(group, option):
+def test_every_key_of_every_option_is_accepted(compose, group, option):
     from omegaconf import OmegaConf
 
-    from resablate.app.checks import _option_keys, check_override_keys
+    from resablate.app import checks
 
-    keys = _option_keys(group, option)
+    keys = list(compose([f"{group}={option}"])[group].keys())  # the file's and those of the options it extends
     assert keys or OmegaConf.load(CONF / group / f"{option}.yaml").get("defaults")
-    check_override_keys([f"{group}={option}", *(f"{group}.{k}=1" for k in keys), "hydra/sweeper=optuna", "+x.y=1",
-                         "hydra.sweeper.params.depth=choice(8,14)", "model.widths=[16,32,64]", "depth=8,14"])
+    args = [f"{group}={option}", *(f"{group}.{k}=1" for k in keys), "hydra/sweeper=optuna", "+x.y=1",
+            "++hydra.sweeper.params.depth='choice(8,14)'", "model.widths=[16,32,64]", "depth=8,14"]
+    assert checks.compose(args, multirun=True) is not None
 
 
 def test_the_readme_lists_every_option_of_every_group():
