@@ -7,6 +7,7 @@ An unknown name is answered with the list of valid ones. The pruner is rebuilt f
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,8 @@ _PRUNER_ARGS = {
     "hyperband": ("min_resource", "max_resource", "reduction_factor"),
 }
 _NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
+
+log = logging.getLogger(__name__)
 
 
 SAMPLER_CLASSES = {"TPESampler": "tpe", "MOTPESampler": "tpe", "RandomSampler": "random", "GridSampler": "grid",
@@ -47,10 +50,19 @@ def _from_node(kind: str, node: Mapping[str, Any], classes: Mapping[str, str]) -
 
 def sampler_from_conf(sampler: Any, seed: int | None, args: Mapping[str, Any] | None) -> tuple[str, int | None, dict]:
     """Our form (`sampler: tpe`, `seed`, `sampler_args`) or hydra-optuna-sweeper's (a node of
-    hydra/sweeper/sampler, its own `seed`) -> (name, seed, keyword arguments); the node's seed wins."""
+    hydra/sweeper/sampler, its own `seed`) -> (name, seed, keyword arguments), converted here once. Where both forms
+    set one thing, the node's seed wins and `sampler_args` win over the node's other arguments (a command line's
+    `hydra.sweeper.sampler_args.x=` adjusts a sampler file's value); a warning names each value set twice."""
     args = dict(args or {})
     if isinstance(sampler, Mapping):
         name, node_args = _from_node("sampler", sampler, SAMPLER_CLASSES)
+        if node_args.get("seed") is not None and seed is not None and node_args["seed"] != seed:
+            log.warning(f"Optuna sweeper: hydra.sweeper.seed={seed} and hydra.sweeper.sampler.seed="
+                        f"{node_args['seed']} both given; the sampler's seed {node_args['seed']} is used")
+        for key in sorted(set(node_args) & set(args) - {"seed"}):
+            if node_args[key] != args[key]:
+                log.warning(f"Optuna sweeper: hydra.sweeper.sampler.{key}={node_args[key]} and "
+                            f"hydra.sweeper.sampler_args.{key}={args[key]} both given; {args[key]} is used")
         seed = node_args.pop("seed", seed)
         return name, seed, {**node_args, **args}
     name = str(sampler).lower()

@@ -237,3 +237,22 @@ def test_the_deprecated_search_space_form(app):
     for t in trials:
         assert -2.0 <= t.params["x"] <= 2.0 and t.params["y"] in (-3, 0, 3) and t.params["z"] in ("foo", "bar")
         assert t.value == pytest.approx(t.params["x"] ** 2 + t.params["y"] ** 2)  # the job ran with those values
+
+
+def test_a_seed_or_an_argument_given_in_both_forms_is_named_once_with_the_one_used(caplog):
+    """`hydra.sweeper.sampler` as their node (with its seed) and our `seed` / `sampler_args` beside it: converted once
+    to (name, seed, arguments), the node's seed and our arguments winning, and a warning naming each double."""
+    from hydra_plugins.resablate_optuna_sweeper._samplers import sampler_from_conf
+
+    node = {"_target_": "optuna.samplers.TPESampler", "seed": 123, "n_startup_trials": 5}
+    with caplog.at_level("WARNING"):
+        name, seed, args = sampler_from_conf(node, 7, {"n_startup_trials": 2})
+    assert (name, seed, args) == ("tpe", 123, {"n_startup_trials": 2})
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("hydra.sweeper.seed=7 and hydra.sweeper.sampler.seed=123 both given" in w for w in warned), warned
+    assert any("hydra.sweeper.sampler.n_startup_trials=5 and hydra.sweeper.sampler_args.n_startup_trials=2" in w
+               for w in warned), warned
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert sampler_from_conf(node, 123, None) == ("tpe", 123, {"n_startup_trials": 5})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # the same value twice is no conflict
