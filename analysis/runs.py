@@ -25,16 +25,22 @@ import pandas as pd
 
 from resablate.builder import architecture, data_class
 from resablate.models import SHORTCUTS
-from resablate.records import CONFIG, MISSING, STATUSES, RunFolder, code_label, digest, load_metrics, load_runs
+from resablate.records import (
+    CONFIG,
+    MISSING,
+    STATUSES,
+    RunFolder,
+    RunSummary,
+    code_label,
+    digest,
+    load_metrics,
+    load_runs,
+)
 
 DEFAULT_RUNS = ("multirun", "outputs")
-# summary.json keys every frame has, so that selections work on an empty or partial frame.
-COLUMNS = (
-    "run_dir", "status", "depth", "family", "block", "shortcut", "stage_depths", "widths", "dataset", "recipe", "seed",
-    "params", "macs", "overrides", "global_batch", "precision", "max_steps", "steps", "train_error", "train_loss",
-    "val_error", "test_error", "val_error5", "test_error5", "wall_seconds", "images_per_second", "error",
-    "test_protocol", "init_from", "code", "finished_at",
-)
+# summary.json's keys (resablate.records.RunSummary) and the run's folder: every frame has them, so that selections
+# work on an empty or partial frame.
+COLUMNS = ("run_dir", *RunSummary.keys())
 # The arm of a run known only by its summary (a W&B run, a folder from before configs were saved): these keys.
 SUMMARY_ARM = ("dataset", "test_protocol", "recipe", "max_steps", "family", "shortcut", "depth", "block",
                "global_batch", "precision")

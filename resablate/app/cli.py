@@ -1,7 +1,7 @@
 """`python -m resablate [overrides] [-m]`: parse, run Hydra, and turn errors into one line and an exit status (the
 table of outcomes and statuses: resablate/app/outcomes.py; this is the one module that exits).
 
-A sweep (-m) checks what it can of every job first (checks.SweepCheck: a bad value, a missing data set: one line, no
+A sweep (-m) checks what it can of every job first (sweep.SweepCheck: a bad value, a missing data set: one line, no
 job started). Then a job that fails, is refused or diverges does not stop the others: each says so in one line, and
 the sweep ends with one line counting its jobs by how they ended, and exits with the worst (outcomes.sweep_code). A
 signal stops the sweep with 128 + N, after the same line. A SLURM job that ended without returning (scancel, a lost
@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,15 +30,13 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from resablate import log as logs
-from resablate.app import checks, naming, schema
-from resablate.app.outcomes import EXIT_CODES, ORDER, SIGNAL, Refused, sweep_code
+from resablate.app import checks, naming, schema, sweep
+from resablate.app.outcomes import EXIT_CODES, SIGNAL, Refused
 from resablate.builder import ConfigError
 from resablate.paths import CONF_DIR
-from resablate.records import RunFolder, RunFolderBusy, read_outcomes, write_outcome
+from resablate.records import RunFolder, RunFolderBusy
 
 SWEEPER_PARAMS = "hydra.sweeper.params."
-TOKEN_ENV = "RESABLATE_SWEEP_RUN"  # names this run of a sweep: its jobs' outcomes are collected under it
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)  # the disk, not the code: one line, exit 1
 EXIT_HANDLER: list = []  # skip_collecting_at_exit, once registered
 EXISTED: set[Path] = set()  # what of the run folder (and the folders above it) was there before Hydra ran
@@ -55,7 +52,7 @@ def main(cfg: DictConfig):
     fast_exit()
     quiet_third_parties()  # again in the job's own process: a side-by-side or SLURM job does not inherit the filters
     if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return _sweep_job(cfg, train)
+        return sweep.run_job(cfg, train)
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     run = RunFolder(HydraConfig.get().runtime.output_dir)
@@ -63,7 +60,7 @@ def main(cfg: DictConfig):
         value, status = train(cfg)
     except (ConfigError, RunFolderBusy, MisconfigurationException) as err:  # the last: pl.Trainer refused an option
         run.remove_hydra_files(existed=EXISTED, digest=naming.identity(cfg)[0])
-        refuse(_refusal(err))
+        refuse(sweep.refusal(err))
     except OSError as err:
         if err.errno not in STORAGE_ERRORS:
             raise
@@ -78,80 +75,14 @@ def main(cfg: DictConfig):
     return value
 
 
-def _sweep_job(cfg: DictConfig, train) -> float | list[float]:
-    """One job of a sweep: its outcome recorded for the sweep's closing line. A failure is one line here and NaN to
-    the sweeper, so that the others go on; a job of the Optuna sweeper raises, which records the failure with its
-    reason (and a pruned job always raises: that is how a sweeper learns it)."""
-    from resablate.app import pruning
-    from resablate.app.distributed import is_main_process
-
-    hc = HydraConfig.get()
-    number, overrides = hc.job.num, " ".join(hc.overrides.task) or "defaults"
-    outcome: dict = {"number": number, "overrides": overrides, "run_dir": hc.runtime.output_dir}
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        value, outcome["status"] = train(cfg)
-        return value
-    except (ConfigError, RunFolderBusy, MisconfigurationException) as err:
-        outcome.update(status="refused", error=_refusal(err))
-        failure: BaseException = err
-        if is_main_process():  # the job folder Hydra made for it goes, the sweep folder stays
-            RunFolder(hc.runtime.output_dir).remove_hydra_files(existed={Path(hc.sweep.dir).absolute()},
-                                                                digest=naming.identity(cfg)[0])
-    except Exception as err:
-        if pruning.is_pruned(err):
-            outcome["status"] = "pruned"
-            raise
-        outcome.update(status="failed", error=f"{type(err).__name__}: {err}".strip().splitlines()[0])
-        failure = err
-    except BaseException as err:  # a signal (Interrupted) or Ctrl-C: the sweep stops
-        outcome.update(status="interrupted", error=type(err).__name__)
-        raise
-    finally:
-        token = os.environ.get(TOKEN_ENV)
-        if token and outcome.get("status") and is_main_process():  # one record a job, not one a submitit task
-            write_outcome(hc.sweep.dir, token, number, outcome)
-    logs.get("resablate.sweep").error(f"job {number} ({overrides}): {outcome['status']}: {outcome['error']}")
-    if pruning.current_trial() is not None:
-        raise failure
-    return pruning.objective_value(cfg, outcome)  # NaN, one per objective, as for any job that did not complete
-
-
 def refuse(message: str) -> NoReturn:
     """The one line a user sees for bad input or environment, and `refused`'s exit status."""
-    print(f"resablate: error: {message}", file=sys.stderr, flush=True)
+    say_refused(message)
     sys.exit(EXIT_CODES["refused"])
 
 
-def _refusal(err: BaseException) -> str:
-    """The one line of a refused job: ours name the key; Lightning's Trainer names its own option."""
-    return str(err) if isinstance(err, (ConfigError, RunFolderBusy)) else f"pl.Trainer (trainer.*): {err}"
-
-
-def _close_sweep(token: str, code: int) -> int:
-    """The sweep's closing line (its jobs counted by how they ended, the first failures named) and its exit status."""
-    sweep_dir = checks.SWEEP.get("dir")
-    if sweep_dir is None:
-        return code  # refused before it started, or not ours to count
-    outcomes = read_outcomes(sweep_dir, token)
-    counts = Counter(o.get("status", "failed") for o in outcomes)
-    # A job stopped before it started (a signal; a SLURM job cancelled while pending) left no outcome.
-    counts["did not run"] = max(int(checks.SWEEP.get("jobs", 0)) - len(outcomes), 0)
-    if code == EXIT_CODES["refused"] and not outcomes and not counts["did not run"]:
-        return code  # refused by its sweeper before any job, in its own one line
-    if code == 0:
-        code = sweep_code(status for status, n in counts.items() if n)
-    parts = [f"{counts[s]} {s}" for s in (*ORDER, *sorted(set(counts) - set(ORDER))) if counts[s]]
-    bad = [o for o in outcomes if o.get("error") and o.get("status") in ("failed", "refused")]
-    named = "; ".join(f"job {o['number']} ({o['overrides']}): {o['error']}" for o in bad[:3])
-    more = f"; {len(bad) - 3} more" if len(bad) > 3 else ""
-    jobs = len(outcomes) + counts["did not run"]
-    total = f"{jobs} job{'s' if jobs != 1 else ''}"
-    line = (f"[resablate] sweep {sweep_dir}: {total}: {', '.join(parts) or 'none ran'}"
-            f"{' (' + named + more + ')' if named else ''}; exit {code}")
-    print(line, file=sys.stderr if code else sys.stdout, flush=True)
-    return code
+def say_refused(message: str) -> None:
+    print(f"resablate: error: {message}", file=sys.stderr, flush=True)
 
 
 def sweeper_params(args: list[str]) -> list[str]:
@@ -342,7 +273,7 @@ def cli() -> None:
     except ConfigError as err:
         refuse(str(err))
     EXISTED.clear()
-    checks.SWEEP.clear()
+    sweep.SWEEP.clear()
     if not runs_a_sweep(sys.argv[1:]):
         EXISTED.update(RunFolder(run_dir or Path("outputs", "<named once composed>")).existing())
         try:
@@ -353,16 +284,16 @@ def cli() -> None:
     token = f"{os.getpid()}-{time.time_ns()}"
     # Every job sees it, whichever launcher runs it; among the overrides (argparse takes them in one run of words).
     first = next((i for i, a in enumerate(sys.argv[1:], 1) if "=" in a and not a.startswith("-")), len(sys.argv))
-    sys.argv.insert(first, f"++hydra.job.env_set.{TOKEN_ENV}={token}")
+    sys.argv.insert(first, f"++hydra.job.env_set.{sweep.TOKEN_ENV}={token}")
     code = 0
     try:
         main()
     except SystemExit as exit_:
         if isinstance(exit_, Refused):
-            print(f"resablate: error: {exit_.message}", file=sys.stderr, flush=True)
+            say_refused(exit_.message)  # the sweep's closing line follows
         code = exit_.code if isinstance(exit_.code, int) else EXIT_CODES["failed"]
     except KeyboardInterrupt:
         code = SIGNAL + signal.SIGINT
     finally:
-        code = _close_sweep(token, code)
+        code = sweep.close(token, code)
     sys.exit(code)
