@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from resablate.app.hardware import (
 )
 from resablate.app.neighbours import Neighbours, core_group
 from resablate.app.outcomes import SIGNAL
+from resablate.app.trainer import checkpoint_callbacks, eval_interval
 from resablate.builder import ConfigError
+from resablate.records import LAST, RunFolder
 
 log = logs.get(__name__)
 
@@ -330,3 +333,28 @@ def progress(mode: str, total_steps: int, global_batch: int, every_s: float, eve
     elif mode == "rich":  # the earlier name of `bar`
         mode = "bar"
     return Progress(mode, total_steps, global_batch, every_s, every_steps)
+
+
+@dataclass
+class JobCallbacks:
+    """A job's callbacks (`every`, in the order they run) and those its training reads afterwards."""
+
+    stopwatch: Stopwatch
+    preemption: Preemption
+    reporter: TrialReporter | None
+    every: list
+
+
+def job_callbacks(trainer: Any, recipe: dict, total_steps: int, run: RunFolder, has_val: bool, sharing: CoreShare,
+                  trial: Any) -> JobCallbacks:
+    """Stopwatch, checkpoints, progress, the Optuna trial's reports (`trial`: pruning.current_trial()), the threads'
+    share (`sharing`: machine_share's) and preemption signals, for a job whose config has `trainer` and `recipe`."""
+    stopwatch = Stopwatch()
+    preemption = Preemption(run.checkpoints / LAST, sync_every=trainer.log_every_n_steps,
+                            eval_every=eval_interval(recipe["eval_every"], total_steps))
+    reporter = TrialReporter(trial, "val/err" if has_val else "test/err") if trial is not None else None
+    shown = progress(trainer.progress_bar, total_steps, recipe["batch_size"], trainer.progress_every_s,
+                     trainer.progress_every_n_steps)
+    every = [stopwatch, *checkpoint_callbacks(run, trainer.checkpoint_every_n_steps, has_val), shown,
+             *([reporter] if reporter is not None else []), sharing, preemption]
+    return JobCallbacks(stopwatch, preemption, reporter, every)

@@ -148,3 +148,11 @@ def objective_value(cfg: Any, summary: dict) -> float | list[float]:
     else:
         values = [float(summary[k]) if summary.get(k) is not None else float("nan") for k in keys]
     return values[0] if len(values) == 1 else values
+
+
+def answer(cfg: Any, summary: dict, prefix: str = "") -> tuple[float | list[float], str]:
+    """A finished run's answer to its sweeper (its objective and `prefix` + status, e.g. `already completed`); a
+    pruned run raises its verdict again, as a pruned job always does."""
+    if summary["status"] == "pruned":
+        raise pruned(summary.get("pruned_at"))
+    return objective_value(cfg, summary), f"{prefix}{summary['status']}"

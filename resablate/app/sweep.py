@@ -17,6 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from resablate import log as logs
@@ -25,6 +26,8 @@ from resablate.app.checks import check_data, check_job, check_missing
 from resablate.app.outcomes import EXIT_CODES, ORDER, Refused, sweep_code
 from resablate.builder import ConfigError, build_datamodule, to_container
 from resablate.records import RunFolder, RunFolderBusy, read_outcomes, write_outcome
+
+log = logs.get(__name__)
 
 TOKEN_ENV = "RESABLATE_SWEEP_RUN"  # names this run of a sweep: its jobs' outcomes are collected under it
 
@@ -255,3 +258,13 @@ def close(token: str, code: int) -> int:
             f"{' (' + named + more + ')' if named else ''}; exit {code}")
     print(line, file=sys.stderr if code else sys.stdout, flush=True)
     return code
+
+
+def skip_held(cfg: DictConfig, err: RunFolderBusy) -> tuple[float | list[float], str]:
+    """Two identical sweeps started together share their jobs: the job another live worker holds is skipped here
+    (that worker finishes it, and a later re-run finds it done). A single run, or an Optuna trial, fails instead."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if not multirun or pruning.current_trial() is not None:
+        raise err
+    log.info(f"{err}: skipped here, that job finishes it")
+    return pruning.objective_value(cfg, {"status": "skipped"}), "skipped"

@@ -16,74 +16,26 @@ import os
 import signal
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from resablate import log as logs
-from resablate.app import distributed, naming, provenance, pruning
-from resablate.app.callbacks import Preemption, StopForSignal, Stopwatch, TrialReporter, machine_share, progress
-from resablate.app.checks import check_data, check_values, effective_max_steps
+from resablate.app import distributed, naming, provenance, pruning, sweep
+from resablate.app.callbacks import StopForSignal, Stopwatch, job_callbacks, machine_share
+from resablate.app.job import Job, prepare
 from resablate.app.module import ResNetModule
 from resablate.app.neighbours import core_group
 from resablate.app.pruning import objective_value
-from resablate.app.tracking import check_wandb, finish_wandb, result_line, wandb_logger
-from resablate.app.trainer import MetricsLogger, build_trainer, checkpoint_callbacks, eval_interval, uses_warmup
-from resablate.builder import ConfigError, build_net, enum_name, initialise_from, to_container
-from resablate.models import ResNet, count_macs, count_params
-from resablate.records import FINAL, LAST, RunFolder, RunFolderBusy, RunSummary, code_label
+from resablate.app.tracking import finish_wandb, result_line, wandb_logger
+from resablate.app.trainer import MetricsLogger, build_trainer
+from resablate.builder import enum_name
+from resablate.models import count_macs, count_params
+from resablate.records import FINAL, RunFolderBusy, RunSummary, code_label
 
 log = logs.get(__name__)
-
-
-@dataclass
-class Job:
-    """What `prepare` builds from a config: checked, ready to train."""
-
-    cfg: DictConfig
-    run: RunFolder
-    net: ResNet
-    datamodule: pl.LightningDataModule
-    recipe: dict
-    total_steps: int
-    warmup: bool
-    overrides: list[str]
-    group: str | None  # the W&B group: the sweep's
-    plugins: list
-    side_by_side: int  # jobs of this sweep running at once on this machine
-    started: float  # time.time() as the job began: its start-up lasts until the first training step
-    wandb_mode: str  # check_wandb's answer: online, offline or disabled
-    init_from: str | None = None  # the shallower run this net was constructed from (model.init_from)
-
-
-def prepare(cfg: DictConfig) -> Job:
-    """Check everything that can be checked without training, cheapest first: values, the cluster, W&B, the network,
-    the data (decoded whole), the run folder; raise ConfigError naming the bad value."""
-    started = time.time()
-    run_dir, overrides, group = naming.job_context(cfg)
-    datamodule = check_values(cfg)
-    plugins = distributed.cluster_plugins(cfg.trainer.devices, cfg.trainer.num_nodes, str(cfg.trainer.strategy))
-    wandb_mode = check_wandb(enum_name(cfg.logger.wandb.mode)) if distributed.is_main_process() else "disabled"
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the net exists: its init is part of the run
-    net = build_net(cfg, datamodule)
-    check_data(datamodule, contents=True)
-    init_from = initialise_from(cfg, net, datamodule)  # R1 section 1's constructed net; a resume loads over it
-    run = RunFolder(run_dir)
-    try:
-        run.check_writable()
-    except OSError as err:
-        raise ConfigError(f"run folder {run_dir} is not writable ({err.strerror}); set hydra.run.dir / "
-                          "hydra.sweep.dir") from None
-    distributed.install_rank_relaunch(str(cfg.trainer.strategy))
-    recipe = to_container(cfg.recipe)
-    warmup = uses_warmup(recipe["warmup"], net.arch.depth)
-    return Job(cfg, run, net, datamodule, recipe, effective_max_steps(cfg), warmup, overrides, group, plugins,
-               distributed.jobs_side_by_side(), started, wandb_mode, init_from)
 
 
 def train(cfg: DictConfig) -> tuple[float | list[float], str]:
@@ -96,7 +48,7 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
             try:
                 held.enter_context(run.lock())
             except RunFolderBusy as err:
-                return _busy(cfg, err)
+                return sweep.skip_held(cfg, err)
             run.remove_partial_writes()
             naming.claim(run, cfg, job.overrides)
         try:
@@ -111,11 +63,11 @@ def train(cfg: DictConfig) -> tuple[float | list[float], str]:
                          "resume=never re-runs it with this code")
             if main:
                 run.restore_hydra_files(run.identity() or {})  # nothing done: Hydra's rewrite of .hydra/ undone
-            return _answer(cfg, previous, prefix="already ")
+            return pruning.answer(cfg, previous, prefix="already ")
         if distributed.spawns_ranks(str(cfg.trainer.strategy)):  # trainer=ddp_spawn: its ranks train, this waits
             core_group(distributed.side_by_side_sweep(job.side_by_side))  # its ranks share the cores as one job
             distributed.spawn_ranks(_spawned_rank, cfg, cfg.trainer.devices, previous)
-            return _answer(cfg, run.summary() or {"status": "failed"})
+            return pruning.answer(cfg, run.summary() or {"status": "failed"})
         return fit(job, previous)
 
 
@@ -146,19 +98,12 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                 "macs": count_macs(job.net, (1, dm.in_channels, dm.image_size, dm.image_size))}
     wandb = wandb_logger(cfg, job.net, dm, job.overrides, job.group, run, resumed=resume is not None,
                          mode=job.wandb_mode, provenance=made_by, resolved=resolved) if main else None
-    stopwatch = Stopwatch()
-    preemption = Preemption(run.checkpoints / LAST, sync_every=cfg.trainer.log_every_n_steps,
-                            eval_every=eval_interval(job.recipe["eval_every"], job.total_steps))
-    trial = pruning.current_trial()
-    reporter = TrialReporter(trial, "val/err" if dm.val_size else "test/err") if trial is not None else None
-    shown = progress(cfg.trainer.progress_bar, job.total_steps, job.recipe["batch_size"],
-                     cfg.trainer.progress_every_s, cfg.trainer.progress_every_n_steps)
-    callbacks = [stopwatch, *checkpoint_callbacks(run, cfg.trainer.checkpoint_every_n_steps, bool(dm.val_size)), shown,
-                 *([reporter] if reporter is not None else []), sharing, preemption]
+    calls = job_callbacks(cfg.trainer, job.recipe, job.total_steps, run, bool(dm.val_size), sharing,
+                          pruning.current_trial())
     trainer = build_trainer(cfg.trainer, precision=decisions.precision.value,
                             strategy=distributed.lightning_strategy(str(cfg.trainer.strategy)),
                             max_steps=job.total_steps, eval_every=job.recipe["eval_every"],
-                            loggers=[metrics, *([wandb] if wandb else [])], callbacks=callbacks, plugins=job.plugins,
+                            loggers=[metrics, *([wandb] if wandb else [])], callbacks=calls.every, plugins=job.plugins,
                             root_dir=run.path, progress_bar=False)
     metrics.trainer = trainer
     if wandb is not None:
@@ -179,8 +124,8 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
                 summary.update(**{name: float(trainer.callback_metrics[key])})
         if module.diverged_at is not None:
             summary.update(status="diverged", diverged_at=module.diverged_at)
-        elif reporter is not None and reporter.pruned_at is not None:
-            summary.update(status="pruned", pruned_at=reporter.pruned_at)
+        elif calls.reporter is not None and calls.reporter.pruned_at is not None:
+            summary.update(status="pruned", pruned_at=calls.reporter.pruned_at)
         else:
             if module.evaluated_at == trainer.global_step and dm.test_repeats_evaluation():
                 # the evaluation at the last step measured the test set with these weights: it is the final test
@@ -191,20 +136,21 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
             summary.status = "completed"
             distributed.record_rank(run.path, trainer, module, cfg)
     except (StopForSignal, SIGTERMException):  # the latter: SIGTERM before training or in the test (Lightning's)
-        preemption.received = preemption.received or signal.SIGTERM
-        summary.update(status="interrupted", signal=preemption.signal_name(), interrupted_at=preemption.stopped_at)
+        calls.preemption.received = calls.preemption.received or signal.SIGTERM
+        summary.update(status="interrupted", signal=calls.preemption.signal_name(),
+                       interrupted_at=calls.preemption.stopped_at)
     except BaseException as err:
         summary.error = f"{type(err).__name__}: {err}"
         raise
     finally:
-        preemption.restore()
+        calls.preemption.restore()
         neighbours.leave()
-        _finish(job, summary, trainer, module, stopwatch, time.perf_counter() - start, previous, wandb)
+        _finish(job, summary, trainer, module, calls.stopwatch, time.perf_counter() - start, previous, wandb)
         distributed.end_job(trainer, launched_ranks, failed=summary.status == "failed")
     if summary.status == "pruned" and trainer.global_rank == 0:  # the job's answer to the sweeper; other ranks end
         raise pruning.pruned(summary.pruned_at)
     if summary.status == "interrupted":
-        preemption.pass_on()
+        calls.preemption.pass_on()
     return objective_value(cfg, summary.to_dict()), summary.status
 
 
@@ -229,13 +175,6 @@ def _finish(job: Job, summary: RunSummary, trainer: pl.Trainer, module: ResNetMo
         finish_wandb(summary, trainer.global_rank)
 
 
-def _answer(cfg: DictConfig, summary: dict, prefix: str = "") -> tuple[float | list[float], str]:
-    """A finished run's answer to the sweeper: its objective and status; a pruned run raises its verdict again."""
-    if summary["status"] == "pruned":
-        raise pruning.pruned(summary.get("pruned_at"))
-    return objective_value(cfg, summary), f"{prefix}{summary['status']}"
-
-
 def _spawned_rank(cfg: DictConfig, previous: dict | None) -> None:
     """One rank of a trainer=ddp_spawn job (resablate.app.distributed.spawn_ranks starts it)."""
     try:
@@ -243,13 +182,3 @@ def _spawned_rank(cfg: DictConfig, previous: dict | None) -> None:
     except BaseException as err:
         if not pruning.is_pruned(err):
             raise  # a pruned verdict is in summary.json; the spawning process raises it
-
-
-def _busy(cfg: DictConfig, err: RunFolderBusy) -> tuple[float | list[float], str]:
-    """Two identical sweeps started together share their jobs: the job another live worker holds is skipped here
-    (that worker finishes it, and a later re-run finds it done). A single run, or an Optuna trial, fails instead."""
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if not multirun or pruning.current_trial() is not None:
-        raise err
-    log.info(f"{err}: skipped here, that job finishes it")
-    return objective_value(cfg, {"status": "skipped"}), "skipped"
