@@ -111,3 +111,24 @@ def test_an_option_and_its_alias_name_one_run(in_process, tmp_path):
         assert code == 0, err[-2000:]
     assert len(list((tmp_path / "multirun").iterdir())) == 1  # one sweep folder, whose two jobs the second found done
     assert out.count("already completed, nothing to do") == 2
+
+
+def test_a_runs_summary_holds_every_key_of_run_summary_and_analysis_reads_them_all(in_process, tmp_path):
+    """summary.json is RunSummary's keys, written through it: a completed run has each one (None where unknown) and
+    none of those that say how a run ended otherwise; analysis has a column for every key."""
+    from analysis.runs import COLUMNS, load
+    from resablate.records import RunSummary
+
+    run = tmp_path / "run"
+    code, _, err = in_process([*TINY, "trainer.max_steps=2", f"hydra.run.dir={run}"])
+    assert code == 0, err[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    unset = {"val_error5", "test_error5", "diverged_at", "pruned_at", "interrupted_at", "signal", "error"}
+    assert set(summary) == set(RunSummary.keys()) - unset
+    assert summary["status"] == "completed" and summary["steps"] == 2 and summary["depth"] == 8
+    assert summary["test_error"] is not None and summary["timing"]["end"] >= summary["timing"]["job_start"]
+    assert set(RunSummary.keys()) <= set(COLUMNS)
+    row = load([str(run)]).frame.iloc[0]
+    assert row["steps"] == 2 and row["host"] == summary["host"] and row["threads_history"] == summary["threads_history"]
+    with pytest.raises(KeyError, match="summary.json has no key 'test_err'"):
+        RunSummary().update(test_err=1.0)
