@@ -1,8 +1,8 @@
 """Checks of a configuration, before any training: each refuses a bad value with a ConfigError that names it and the
 valid choices. `compose` composes the command's config before Hydra's app does and names an unknown key or option
 (Hydra's own messages for these are a dozen lines of search path), `check_output_dir` finds a run folder that cannot
-be made; `check_values` and `check_job` check the values of a composed config; `SweepCheck` (a Hydra callback,
-conf/config.yaml) checks every job of a basic sweep before the first one starts.
+be made; `check_values` and `check_job` check the values of a composed config (`check_job` is also what a sweep's
+up-front check runs on each job: resablate/app/sweep.py). Checks raise; only the CLI exits.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
-from hydra.errors import HydraException
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from resablate.app import naming, schema
@@ -34,16 +37,12 @@ CHOSEN_KEYS = ("shortcut", "data")  # their keys are those of the chosen option,
 
 
 def compose(overrides: list[str], multirun: bool) -> DictConfig | None:
-    """The command's config, composed by Hydra's Compose API from conf/ as the app will compose it (a sweep's lists
-    not applied, as Hydra composes a sweep), with every key, option and sweep value of `overrides` checked: a
-    ConfigError in one line names an unknown key with the closest valid one, or an option that is no file of its group
-    with the valid ones (Hydra's own messages add a dozen lines of search path). None where composition fails for
-    another reason (a value of the wrong type, a grammar error): the app then reports it in Hydra's words."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import ConfigCompositionException, MissingConfigException
-    from hydra.types import RunMode
-
+    """The command's config, composed from conf/ by Hydra's config loader (what its Compose API calls) as the app
+    will compose it (a sweep's lists not applied, as Hydra composes a sweep), with every key, option and sweep value
+    of `overrides` checked: a ConfigError in one line names an unknown key with the closest valid one, or an option
+    that is no file of its group with the valid ones (Hydra's own messages add a dozen lines of search path). None
+    where composition fails for another reason (a value of the wrong type, a grammar error): the app then reports it
+    in Hydra's words."""
     schema.register()  # conf/config.yaml starts from the schema and names its folders by naming's resolvers
     naming.register()
     mode = RunMode.MULTIRUN if multirun else RunMode.RUN

@@ -100,7 +100,7 @@ def search_extremes(params: dict[str, str], shared: list[str]) -> list[tuple[str
     return jobs
 
 
-SWEEP: dict[str, str] = {}  # the sweep folder of the sweep this process runs (cli.py's closing line reads it)
+SWEEP: dict[str, str] = {}  # the sweep folder of the sweep this process runs (its closing line, `close`, reads it)
 
 
 class SweepCheck(Callback):
