@@ -1,8 +1,9 @@
-"""Weights & Biases: one W&B run per job, offline unless a key is configured; nothing depends on reaching a server.
+"""Where a run reports: Weights & Biases, one W&B run per job, offline unless a key is configured (nothing depends on
+reaching a server), and at its end summary.json and the console's closing line (`close_run`).
 
 Known pitfalls handled here: the mode is passed to `wandb.init` (Lightning's `offline=True` would set WANDB_MODE
-for the rest of the process), and `train` calls `wandb.finish()` at the end of every job, failures included, so each job
-of a multirun is its own W&B run. Runs are grouped by sweep folder, named by the job's overrides, tagged
+for the rest of the process), and `close_run` calls `wandb.finish()` at the end of every job, failures included, so
+each job of a multirun is its own W&B run. Runs are grouped by sweep folder, named by the job's overrides, tagged
 depth/shortcut/block.
 """
 
@@ -13,6 +14,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig
@@ -169,6 +171,23 @@ def wandb_logger(
     )
     compat.drop_wandb_anonymous(logger)
     return logger
+
+
+def close_run(run: RunFolder, summary: RunSummary, trainer: Any, overrides: list[str], wandb: Any) -> None:
+    """summary.json, the console's closing line and the W&B run's end, whatever ended the run: rank 0 writes and
+    prints (its loggers saved first), every rank with a W&B run finishes it."""
+    if trainer.global_rank == 0:
+        try:
+            for logger in trainer.loggers:
+                logger.save()
+            run.write_summary(summary)
+        except OSError as err:  # a full disk: the error that ended the run is the one to report, not this one
+            log.info(f"could not write the run's records in {run.path} ({err.strerror or err})")
+            if summary.status != "failed":
+                raise
+        log.info(result_line(summary, overrides, run.path))
+    if wandb is not None:
+        finish_wandb(summary, trainer.global_rank)
 
 
 def finish_wandb(summary: RunSummary, rank: int) -> None:

@@ -16,7 +16,6 @@ import os
 import signal
 import time
 from contextlib import ExitStack
-from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
@@ -24,12 +23,12 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from resablate import log as logs
 from resablate.app import distributed, naming, provenance, pruning, sweep
-from resablate.app.callbacks import StopForSignal, Stopwatch, job_callbacks, machine_share
+from resablate.app.callbacks import StopForSignal, job_callbacks, machine_share
 from resablate.app.job import Job, prepare
 from resablate.app.module import ResNetModule
 from resablate.app.neighbours import core_group
 from resablate.app.pruning import objective_value
-from resablate.app.tracking import finish_wandb, result_line, wandb_logger
+from resablate.app.tracking import close_run, wandb_logger
 from resablate.app.trainer import MetricsLogger, build_trainer
 from resablate.builder import enum_name
 from resablate.models import count_macs, count_params
@@ -145,34 +144,18 @@ def fit(job: Job, previous: dict | None) -> tuple[float | list[float], str]:
     finally:
         calls.preemption.restore()
         neighbours.leave()
-        _finish(job, summary, trainer, module, calls.stopwatch, time.perf_counter() - start, previous, wandb)
+        if trainer.global_rank == 0:  # rank 0 writes the summary
+            summary.close(trainer.global_step, {k: float(v) for k, v in trainer.callback_metrics.items()},
+                          module.last_train, time.perf_counter() - start, previous,
+                          calls.stopwatch.images_per_second(trainer, job.recipe["batch_size"]), job.started,
+                          calls.stopwatch.first_step_time, top5=dm.num_classes >= 100)
+        close_run(run, summary, trainer, job.overrides, wandb)
         distributed.end_job(trainer, launched_ranks, failed=summary.status == "failed")
     if summary.status == "pruned" and trainer.global_rank == 0:  # the job's answer to the sweeper; other ranks end
         raise pruning.pruned(summary.pruned_at)
     if summary.status == "interrupted":
         calls.preemption.pass_on()
     return objective_value(cfg, summary.to_dict()), summary.status
-
-
-def _finish(job: Job, summary: RunSummary, trainer: pl.Trainer, module: ResNetModule | None,
-            stopwatch: Stopwatch | None, seconds: float, previous: dict | None, wandb: Any) -> None:
-    """summary.json, the final console line and wandb.finish(), whatever ended the run. Rank 0 writes."""
-    if trainer.global_rank == 0:
-        summary.close(trainer.global_step, {k: float(v) for k, v in trainer.callback_metrics.items()},
-                      module.last_train, seconds, previous,
-                      stopwatch.images_per_second(trainer, job.recipe["batch_size"]), job.started,
-                      stopwatch.first_step_time, top5=job.datamodule.num_classes >= 100)
-        try:
-            for logger in trainer.loggers:
-                logger.save()
-            job.run.write_summary(summary)
-        except OSError as err:  # a full disk: the error that ended the run is the one to report, not this one
-            log.info(f"could not write the run's records in {job.run.path} ({err.strerror or err})")
-            if summary.status != "failed":
-                raise
-        log.info(result_line(summary, job.overrides, job.run.path))
-    if wandb is not None:
-        finish_wandb(summary, trainer.global_rank)
 
 
 def _spawned_rank(cfg: DictConfig, previous: dict | None) -> None:

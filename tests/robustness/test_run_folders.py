@@ -79,12 +79,11 @@ def test_summary_json_is_replaced_whole(tmp_path, monkeypatch):
 
 
 def test_only_rank_zero_writes_the_summary(tmp_path):
-    from resablate.app.train import _finish
+    from resablate.app.tracking import close_run
     from resablate.records import RunSummary
 
-    job = SimpleNamespace(run=RunFolder(tmp_path))
     summary = RunSummary(status="completed")
-    _finish(job, summary, SimpleNamespace(global_rank=1), None, None, 1.0, None, None)
+    close_run(RunFolder(tmp_path), summary, SimpleNamespace(global_rank=1), [], None)
     assert summary.to_dict() == RunSummary(status="completed").to_dict()  # a rank > 0 returns its objective from it
     assert not any(tmp_path.iterdir())
 
