@@ -204,7 +204,6 @@ def param_from_spec(name: str, spec: Mapping[str, Any]) -> Param:
                              "categorical")
 
 
-
 def add_search_space(space: SearchSpace, search_space: Mapping[str, Mapping[str, Any]]) -> None:
     """Put hydra-optuna-sweeper's older `search_space` entries first in `space`; a key that `space` already sweeps or
     sets (hydra.sweeper.params and the command line) keeps its value there."""
