@@ -31,7 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from resablate.app import checks, naming, schema, sweep
-from resablate.app.outcomes import EXIT_CODES, SIGNAL, Refused
+from resablate.app.outcomes import EXIT_CODES, SIGNAL, Refused, refusal
 from resablate.builder import ConfigError
 from resablate.paths import CONF_DIR
 from resablate.records import RunFolder, RunFolderBusy
@@ -60,7 +60,7 @@ def main(cfg: DictConfig):
         value, status = train(cfg)
     except (ConfigError, RunFolderBusy, MisconfigurationException) as err:  # the last: pl.Trainer refused an option
         run.remove_hydra_files(existed=EXISTED, digest=naming.identity(cfg)[0])
-        refuse(sweep.refusal(err))
+        refuse(refusal(err))
     except OSError as err:
         if err.errno not in STORAGE_ERRORS:
             raise
@@ -235,7 +235,7 @@ def fast_exit() -> None:
         EXIT_HANDLER.append(atexit.register(skip_collecting_at_exit))
 
 
-def check_config(args: list[str]) -> Path | None:
+def check_config(args: list[str], multirun: bool) -> Path | None:
     """The command's config composed and checked before Hydra's app composes it (checks.compose: unknown keys and
     options; checks.check_output_dir: a run folder that cannot be made). Returns the run folder (the sweep folder of a
     sweep) where it is known before the job runs. A config of the user's own (`--config-name`, `--config-dir`) is
@@ -248,7 +248,6 @@ def check_config(args: list[str]) -> Path | None:
         return None  # Hydra's parser answers it with its usage line
     if parsed.config_name or parsed.config_path or parsed.config_dir:
         return None
-    multirun = runs_a_sweep(args)
     cfg = checks.compose(parsed.overrides, multirun=multirun)
     return None if cfg is None else checks.check_output_dir(cfg, multirun=multirun)
 
@@ -267,14 +266,15 @@ def cli() -> None:
     # one run of words and would answer with its usage text.
     flags = [a for a in sys.argv[1:] if a in ("-m", "--multirun")]
     sys.argv[1:] = [*flags, *(a for a in sys.argv[1:] if a not in flags)]
+    multirun = runs_a_sweep(sys.argv[1:])
     try:
         check_characters(sys.argv[1:])
-        run_dir = check_config(sys.argv[1:])
+        run_dir = check_config(sys.argv[1:], multirun)
     except ConfigError as err:
         refuse(str(err))
     EXISTED.clear()
     sweep.SWEEP.clear()
-    if not runs_a_sweep(sys.argv[1:]):
+    if not multirun:
         EXISTED.update(RunFolder(run_dir or Path("outputs", "<named once composed>")).existing())
         try:
             main()

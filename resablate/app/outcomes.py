@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from resablate.builder import ConfigError
+from resablate.records import RunFolderBusy
+
 SIGNAL = 128  # `interrupted`: 128 + the signal's number (130 Ctrl-C, 143 SIGTERM)
 
 
@@ -53,6 +56,12 @@ class Refused(SystemExit):
     def __init__(self, message: str) -> None:
         super().__init__(EXIT_CODES["refused"])
         self.message = message
+
+
+def refusal(err: BaseException) -> str:
+    """The one line of a refused job (the `refused` outcome): ours name the key; Lightning's Trainer names its own
+    option."""
+    return str(err) if isinstance(err, (ConfigError, RunFolderBusy)) else f"pl.Trainer (trainer.*): {err}"
 
 
 def sweep_code(statuses: Iterable[str]) -> int:

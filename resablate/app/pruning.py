@@ -139,8 +139,7 @@ def _pruner(spec: dict | None) -> Any:
 def objective_value(cfg: Any, summary: dict) -> float | list[float]:
     """What the job returns to a sweeper, from its summary and the config's `objective` (`auto`, a summary key or a
     list of them): NaN for a run that did not complete (the sweeper records a failure)."""
-    objective = cfg.objective if isinstance(cfg.objective, str) else list(cfg.objective)
-    keys = [objective] if isinstance(objective, str) else list(objective)
+    keys = [cfg.objective] if isinstance(cfg.objective, str) else list(cfg.objective)
     auto = "val_error" if summary.get("val_error") is not None else "test_error"
     keys = [auto if k == "auto" else k for k in keys]  # `auto` alone is replaced: [val_error, macs] stays two keys
     if summary["status"] != "completed":

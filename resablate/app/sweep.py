@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from resablate import log as logs
 from resablate.app import naming, pruning
 from resablate.app.checks import check_data, check_job, check_missing
-from resablate.app.outcomes import EXIT_CODES, ORDER, Refused, sweep_code
+from resablate.app.outcomes import EXIT_CODES, ORDER, Refused, refusal, sweep_code
 from resablate.builder import ConfigError, build_datamodule, to_container
 from resablate.records import RunFolder, RunFolderBusy, read_outcomes, write_outcome
 
@@ -228,11 +228,6 @@ def run_job(cfg: DictConfig, train: Callable) -> float | list[float]:
     if pruning.current_trial() is not None:
         raise failure
     return pruning.objective_value(cfg, outcome)  # NaN, one per objective, as for any job that did not complete
-
-
-def refusal(err: BaseException) -> str:
-    """The one line of a refused job: ours name the key; Lightning's Trainer names its own option."""
-    return str(err) if isinstance(err, (ConfigError, RunFolderBusy)) else f"pl.Trainer (trainer.*): {err}"
 
 
 def close(token: str, code: int) -> int:
